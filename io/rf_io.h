@@ -1,0 +1,80 @@
+/*
+ * rf_io: the responder as the rest of the program sees it. Given the pools'
+ * listen sockets and limits, it starts one thread per configured core, each
+ * with its own event loop (io_uring, or epoll when io_uring is unavailable
+ * or forced), accepts and serves FastCGI connections, answers ping and
+ * status itself and passes every other complete request to the pool's
+ * handler. Called from the main thread only.
+ */
+#ifndef RF_IO_H
+#define RF_IO_H
+
+#include <stdint.h>
+
+#include "rf_handler.h"
+#include "rf_proto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum rf_io_backend {
+    RF_IO_AUTO = 0,
+    RF_IO_URING = 1,
+    RF_IO_EPOLL = 2,
+};
+
+const char *rf_io_backend_name(int backend);
+
+/* Parse "auto" | "io_uring" | "epoll". Returns the backend or -EINVAL. */
+int rf_io_backend_parse(const char *s);
+
+/* One pool as the responder sees it. Strings are borrowed for the
+ * responder's lifetime. */
+typedef struct rf_io_pool {
+    const char *name;
+    const char *listen;        /* "127.0.0.1:9000", "[::1]:9000", "9000", "/path.sock" */
+    int backlog;               /* -1: the kernel's somaxconn */
+    int listen_mode;           /* unix socket mode, e.g. 0660 */
+    const char *ping_path;     /* NULL: no ping */
+    const char *ping_response; /* body of the ping answer */
+    const char *status_path;   /* NULL: no status page */
+    rf_proto_limits_t limits;
+    uint32_t read_timeout_ms; /* whole request must arrive within; 0 = none */
+    const rf_handler_t *handler;
+} rf_io_pool_t;
+
+typedef struct rf_io_conf {
+    int threads;         /* 0 = one per online cpu */
+    const int *cpu_list; /* pin thread i to cpu_list[i % ncpu]; NULL = no pinning */
+    int ncpu;
+    int backend;              /* enum rf_io_backend */
+    uint32_t max_connections; /* 0 = unlimited */
+    uint32_t idle_timeout_ms; /* keep-alive connection without a request; 0 = none */
+    uint32_t ring_entries;    /* io_uring SQ size; 0 = default */
+    uint32_t rbuf_size;       /* receive buffer size; 0 = default (16 KiB) */
+    uint32_t rbuf_count;      /* receive buffers per thread; 0 = default (256) */
+    const rf_io_pool_t *pools;
+    int npools;
+} rf_io_conf_t;
+
+typedef struct rf_io rf_io_t;
+
+/*
+ * Open the listen sockets (TCP: one per thread with SO_REUSEPORT), pick
+ * the backend (logging which one runs and why) and start the threads.
+ * Returns 0 with *out set, or -errno after logging the reason.
+ */
+int rf_io_start(rf_io_t **out, const rf_io_conf_t *conf);
+
+/* Stop accepting, close every connection, join the threads, free. */
+void rf_io_stop(rf_io_t *io);
+
+/* The backend actually running. */
+int rf_io_backend(const rf_io_t *io);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,271 @@
+/*
+ * rf_io_int: what the pieces of io/ share and nobody else sees: the
+ * responder thread, the connection, receive buffers, output blocks and the
+ * backend function table (io_uring and epoll implement it). Everything here
+ * belongs to one responder thread; the only cross-thread reads are stats
+ * counters (relaxed atomics) and the stop flag.
+ */
+#ifndef RF_IO_INT_H
+#define RF_IO_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "rf_arena.h"
+#include "rf_assert.h"
+#include "rf_io.h"
+#include "rf_proto.h"
+
+#define RF_CONN_MAGIC   0x434f4e4eu /* "CONN" */
+#define RF_THREAD_MAGIC 0x54485244u /* "THRD" */
+#define RF_IOV_MAX      64
+#define RF_OBLK_SIZE    16384
+
+typedef struct rf_thread rf_thread_t;
+typedef struct rf_conn rf_conn_t;
+
+/* Doubly linked list node, for timer lists. */
+typedef struct rf_link {
+    struct rf_link *prev, *next;
+} rf_link_t;
+
+static inline void rf_link_init(rf_link_t *l)
+{
+    l->prev = l->next = l;
+}
+
+static inline int rf_link_empty(const rf_link_t *l)
+{
+    return l->next == l;
+}
+
+static inline void rf_link_remove(rf_link_t *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = l;
+}
+
+static inline void rf_link_append(rf_link_t *head, rf_link_t *l)
+{
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
+}
+
+#define rf_container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/*
+ * A receive buffer. Owned by the kernel while it sits in the io_uring
+ * buffer ring (or the epoll free list); owned by the thread from the
+ * completion that fills it until its last reference is dropped.
+ */
+typedef struct rf_rbuf {
+    rf_ref_t ref;
+    rf_thread_t *t;
+    uint8_t *data;
+    uint16_t bid;
+    struct rf_rbuf *next_free; /* epoll free list */
+} rf_rbuf_t;
+
+/* A block of response bytes waiting to be sent: [start, end) of data. */
+typedef struct rf_oblk {
+    struct rf_oblk *next;
+    uint32_t start;
+    uint32_t end;
+    uint32_t cap;
+    uint8_t data[];
+} rf_oblk_t;
+
+/* A listener: one socket per thread for TCP (SO_REUSEPORT), or one shared
+ * unix socket. */
+typedef struct rf_listener {
+    const rf_io_pool_t *pool;
+    int pool_idx;
+    int unix_sock;
+    int *fds; /* per thread (TCP) or fds[0] for all (unix) */
+} rf_listener_t;
+
+enum rf_timer_kind {
+    RF_TIMER_NONE = 0,
+    RF_TIMER_READ, /* a request (or the first record) is arriving */
+    RF_TIMER_IDLE, /* keep-alive, nothing in flight */
+};
+
+/*
+ * A connection. Lives on one thread for its whole life. The fd is closed
+ * once no kernel operation references it any more (uring: inflight == 0);
+ * the struct itself lives on while requests handed to a handler (nlive)
+ * still point at it.
+ */
+struct rf_conn {
+    uint32_t magic;
+    uint32_t gen; /* generation of the slot: stale completions are dropped */
+    uint32_t slot;
+    int fd;
+    rf_thread_t *t;
+    const rf_io_pool_t *pool;
+    int pool_idx;
+
+    uint8_t recv_armed; /* uring: multishot recv in flight */
+    uint8_t send_busy;  /* uring: a send in flight (at most one) */
+    uint8_t closing;    /* flush what is queued, then close */
+    uint8_t dead;       /* closed or closing hard: no more I/O */
+    uint8_t in_dirty;   /* on the thread's flush list */
+    uint8_t starved;    /* uring: recv stopped for lack of buffers */
+    uint8_t timer;      /* enum rf_timer_kind */
+    uint8_t want_out;   /* epoll: EPOLLOUT registered */
+    uint8_t fd_closed;
+    uint16_t inflight; /* uring: operations the kernel still holds */
+    uint32_t nlive;    /* requests handed to a handler, not yet ended */
+
+    rf_oblk_t *out_head;
+    rf_oblk_t *out_tail;
+    size_t out_bytes;
+    size_t sending; /* bytes of the send in flight */
+    void *be_send;  /* uring: msghdr + iovecs of the send in flight; the
+                       kernel reads them until the send's completion */
+
+    rf_link_t tlink; /* in the thread's timer list for `timer` */
+    uint64_t deadline_ns;
+    rf_conn_t *dirty_next;
+    rf_conn_t *starved_next;
+
+    rf_proto_t proto;
+};
+
+typedef struct rf_io_stats {
+    uint64_t accepted;
+    uint64_t active; /* gauge: open connections */
+    uint64_t limit_connections;
+    uint64_t timeouts_read;
+    uint64_t timeouts_idle;
+    uint64_t accept_errors;
+    uint64_t enobufs;
+    uint64_t closed_errors; /* connections closed on a socket error */
+} rf_io_stats_t;
+
+/* Backend function table: io_uring and epoll implement the same verbs. */
+typedef struct rf_backend_ops {
+    const char *name;
+    int (*init)(rf_thread_t *t);
+    void (*fini)(rf_thread_t *t);
+    /* Start accepting on every listener. */
+    int (*listen)(rf_thread_t *t);
+    /* A new connection: start receiving. */
+    int (*conn_start)(rf_thread_t *t, rf_conn_t *c);
+    /* Push queued output (called at the end of a loop iteration). */
+    void (*flush)(rf_thread_t *t, rf_conn_t *c);
+    /* Stop all I/O and close the fd (possibly later, when the kernel
+     * lets go); rf_conn_fd_closed() is called once it is closed. */
+    void (*close)(rf_thread_t *t, rf_conn_t *c);
+    /* Wait up to timeout_ms for events and dispatch them. */
+    int (*poll)(rf_thread_t *t, int timeout_ms);
+    /* Give a receive buffer back (its last reference went away). */
+    void (*rbuf_return)(rf_thread_t *t, rf_rbuf_t *b);
+    /* Wake the loop from another thread. */
+    void (*wake)(rf_thread_t *t);
+} rf_backend_ops_t;
+
+extern const rf_backend_ops_t rf_uring_ops;
+extern const rf_backend_ops_t rf_epoll_ops;
+
+struct rf_io {
+    const rf_io_conf_t *conf;
+    rf_io_conf_t conf_copy;
+    int backend;
+    const rf_backend_ops_t *be;
+    int nthreads;
+    rf_thread_t *threads;
+    rf_listener_t *listeners;
+    int nlisteners;
+    uint64_t max_conns_per_thread;
+    int64_t start_time;
+};
+
+struct rf_thread {
+    uint32_t magic;
+    int idx;
+    rf_io_t *io;
+    const rf_backend_ops_t *be;
+    void *be_data;
+    pthread_t tid;
+    int cpu; /* -1: not pinned */
+    int stop;
+    int started; /* 1 ok, -errno failed */
+
+    rf_conn_t **slots; /* connection table; index is part of user_data */
+    uint32_t nslots;
+    uint32_t *free_slots;
+    uint32_t nfree_slots;
+    uint32_t gen;
+    uint32_t nconns; /* open connections on this thread */
+
+    rf_conn_t *dirty;   /* connections with output to push */
+    rf_conn_t *starved; /* uring: connections waiting for receive buffers */
+    rf_conn_t *zombies; /* closed connections waiting to be freed */
+    rf_link_t *timers;  /* [pool * 2 + kind - 1]: FIFO by deadline */
+
+    rf_arena_pool_t arena_pool;
+    rf_rbuf_t *rbufs;
+    uint8_t *rbuf_mem;
+    uint32_t rbuf_size;
+    uint32_t rbuf_count;
+    uint32_t rbuf_free; /* buffers the kernel (or free list) holds */
+    rf_rbuf_t *rbuf_free_list;
+    rf_oblk_t *oblk_free;
+    uint32_t noblk_free;
+
+    uint64_t now_ns;
+    uint64_t next_timer_ns;
+
+    rf_proto_stats_t pstats;
+    rf_io_stats_t stats;
+};
+
+/* ---- rf_conn.c: what the backends call ---------------------------------- */
+
+/* A connection was accepted on listener l (fd is non-blocking). */
+void rf_conn_accepted(rf_thread_t *t, rf_listener_t *l, int fd);
+/* Bytes arrived; owner is the buffer's reference (may be NULL). */
+void rf_conn_data(rf_thread_t *t, rf_conn_t *c, const uint8_t *p, size_t n, rf_ref_t *owner);
+/* The peer closed (err == 0) or the socket failed (err < 0). */
+void rf_conn_eof(rf_thread_t *t, rf_conn_t *c, int err);
+/* n bytes of the queued output went out. */
+void rf_conn_sent(rf_thread_t *t, rf_conn_t *c, size_t n);
+/* The backend closed c's fd; the struct may be freed when nothing else
+ * points at it. */
+void rf_conn_fd_closed(rf_thread_t *t, rf_conn_t *c);
+/* Close c at once (error, timeout, shutdown). */
+void rf_conn_close(rf_thread_t *t, rf_conn_t *c);
+/* Look a connection up by slot and generation (NULL when stale). */
+rf_conn_t *rf_conn_lookup(rf_thread_t *t, uint32_t slot, uint32_t gen);
+/* Fill iov with queued output; returns the count and the bytes. */
+int rf_conn_iov(rf_conn_t *c, struct iovec *iov, int max, size_t *bytes);
+/* After the loop walked its events: push output, run timers. */
+void rf_thread_after_events(rf_thread_t *t);
+/* Receive buffer reference dropped to zero. */
+void rf_rbuf_release(rf_ref_t *ref);
+
+static inline uint64_t rf_io_user_data(uint8_t op, uint32_t slot, uint32_t gen)
+{
+    return ((uint64_t)gen << 32) | ((uint64_t)(slot & 0xffffff) << 8) | op;
+}
+
+uint64_t rf_now_ns(void);
+
+/* ---- rf_listen.c ---------------------------------------------------------- */
+
+/* Open the listeners of every pool (TCP: nthreads sockets each). */
+int rf_listen_open_all(rf_io_t *io);
+void rf_listen_close_all(rf_io_t *io);
+
+/* ---- rf_status.c ---------------------------------------------------------- */
+
+/* Answer ping/status if r asks for them; returns 1 when answered. */
+int rf_status_handle(rf_thread_t *t, rf_conn_t *c, rf_req_t *r);
+
+#endif

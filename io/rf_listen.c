@@ -1,0 +1,230 @@
+/*
+ * rf_listen: listen sockets in php-fpm's `listen` forms: "ip:port",
+ * "[ipv6]:port", "port" (dual-stack ::, falling back to 0.0.0.0), a host
+ * name (first address), or a unix socket path. TCP listeners get one socket
+ * per responder thread with SO_REUSEPORT, so the kernel spreads connections
+ * and threads never share an accept queue; a unix socket cannot do that and
+ * is shared by all threads.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "rf_io_int.h"
+#include "rf_log.h"
+#include "rf_mem.h"
+
+typedef struct rf_sockaddr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+} rf_sockaddr_t;
+
+static int rf_listen_is_port(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+/* Resolve a TCP listen address. */
+static int rf_listen_resolve(const char *addr, rf_sockaddr_t *sa, int *dual)
+{
+    char host[256];
+    const char *port;
+    *dual = 0;
+    memset(sa, 0, sizeof(*sa));
+
+    if (rf_listen_is_port(addr)) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa->ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_addr = in6addr_any;
+        in6->sin6_port = htons((uint16_t)atoi(addr));
+        sa->len = sizeof(*in6);
+        *dual = 1;
+        return 0;
+    }
+    if (addr[0] == '[') {
+        const char *end = strchr(addr, ']');
+        if (end == NULL || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, addr + 1, (size_t)(end - addr - 1));
+        host[end - addr - 1] = '\0';
+        port = end + 2;
+    } else {
+        const char *colon = strrchr(addr, ':');
+        if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, addr, (size_t)(colon - addr));
+        host[colon - addr] = '\0';
+        port = colon + 1;
+    }
+    if (!rf_listen_is_port(port) || atoi(port) > 65535)
+        return -EINVAL;
+
+    struct addrinfo hints, *res;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, port, &hints, &res);
+    if (rc != 0)
+        return -EADDRNOTAVAIL;
+    if (res->ai_next)
+        rf_log(RF_LOG_WARNING, "Found multiple addresses for '%s', using the first one", host);
+    memcpy(&sa->ss, res->ai_addr, res->ai_addrlen);
+    sa->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int rf_listen_tcp(const char *addr, const rf_sockaddr_t *sa, int dual, int backlog)
+{
+    int fd = socket(sa->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    if (dual)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(fd, (const struct sockaddr *)&sa->ss, sa->len) < 0)
+        goto fail;
+    if (listen(fd, backlog) < 0)
+        goto fail;
+    return fd;
+fail:;
+    int err = -errno;
+    close(fd);
+    return err;
+}
+
+static int rf_listen_unix(const char *path, int backlog, int mode)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sun.sun_path, path);
+
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* A live socket file means another server is there: refuse, as php-fpm
+     * does. A stale one is removed. */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+            close(probe);
+            close(fd);
+            rf_log(RF_LOG_ERROR, "Another FPM instance seems to already listen on %s", path);
+            return -EADDRINUSE;
+        }
+        if (probe >= 0)
+            close(probe);
+        unlink(path);
+    }
+    mode_t old = umask(0777 & ~(mode_t)mode);
+    int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    umask(old);
+    if (rc < 0 || listen(fd, backlog) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int rf_listen_open_all(rf_io_t *io)
+{
+    const rf_io_conf_t *conf = io->conf;
+    io->listeners = rf_calloc((size_t)conf->npools, sizeof(*io->listeners));
+    if (io->listeners == NULL)
+        return -ENOMEM;
+    io->nlisteners = conf->npools;
+    for (int i = 0; i < conf->npools; i++) {
+        const rf_io_pool_t *pool = &conf->pools[i];
+        rf_listener_t *l = &io->listeners[i];
+        l->pool = pool;
+        l->pool_idx = i;
+        l->unix_sock = pool->listen[0] == '/';
+        int n = l->unix_sock ? 1 : io->nthreads;
+        l->fds = rf_malloc((size_t)n * sizeof(int));
+        if (l->fds == NULL)
+            return -ENOMEM;
+        for (int k = 0; k < n; k++)
+            l->fds[k] = -1;
+        if (l->unix_sock) {
+            int fd = rf_listen_unix(pool->listen, pool->backlog, pool->listen_mode);
+            if (fd < 0) {
+                rf_log(RF_LOG_ERROR,
+                       "[pool %s] unable to bind listening socket for address '%s': %s", pool->name,
+                       pool->listen, strerror(-fd));
+                return fd;
+            }
+            l->fds[0] = fd;
+            continue;
+        }
+        rf_sockaddr_t sa;
+        int dual;
+        int rc = rf_listen_resolve(pool->listen, &sa, &dual);
+        if (rc < 0) {
+            rf_log(RF_LOG_ERROR, "[pool %s] invalid listen address '%s'", pool->name, pool->listen);
+            return rc;
+        }
+        for (int k = 0; k < n; k++) {
+            int fd = rf_listen_tcp(pool->listen, &sa, dual, pool->backlog);
+            if (fd < 0 && dual && k == 0) {
+                /* No IPv6 here: fall back to 0.0.0.0 as php-fpm does. */
+                struct sockaddr_in *in = (struct sockaddr_in *)&sa.ss;
+                uint16_t port = ((struct sockaddr_in6 *)&sa.ss)->sin6_port;
+                memset(&sa, 0, sizeof(sa));
+                in->sin_family = AF_INET;
+                in->sin_port = port;
+                in->sin_addr.s_addr = htonl(INADDR_ANY);
+                sa.len = sizeof(*in);
+                dual = 0;
+                fd = rf_listen_tcp(pool->listen, &sa, 0, pool->backlog);
+            }
+            if (fd < 0) {
+                rf_log(RF_LOG_ERROR,
+                       "[pool %s] unable to bind listening socket for address '%s': %s", pool->name,
+                       pool->listen, strerror(-fd));
+                return fd;
+            }
+            l->fds[k] = fd;
+        }
+    }
+    return 0;
+}
+
+void rf_listen_close_all(rf_io_t *io)
+{
+    for (int i = 0; i < io->nlisteners; i++) {
+        rf_listener_t *l = &io->listeners[i];
+        if (l->fds == NULL)
+            continue;
+        int n = l->unix_sock ? 1 : io->nthreads;
+        for (int k = 0; k < n; k++)
+            if (l->fds[k] >= 0)
+                close(l->fds[k]);
+        if (l->unix_sock && l->fds[0] >= 0)
+            unlink(l->pool->listen);
+        rf_free(l->fds);
+    }
+    rf_free(io->listeners);
+    io->listeners = NULL;
+    io->nlisteners = 0;
+}

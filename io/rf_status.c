@@ -1,0 +1,163 @@
+/*
+ * rf_status: ping and status answered by the responder thread itself, never
+ * by the pool's handler, so they answer when every executor is busy. Matched
+ * like php-fpm: an exact compare of SCRIPT_NAME with ping.path or
+ * pm.status_path; ping first. Query keys select the status format (json,
+ * else plain text). Counters are summed over all responder threads with
+ * relaxed loads: a snapshot, not a transaction.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "rf_fcgi.h"
+#include "rf_handler.h"
+#include "rf_io_int.h"
+
+#define RF_NO_CACHE                                                                                \
+    "Expires: Thu, 01 Jan 1970 00:00:00 GMT\r\n"                                                   \
+    "Cache-Control: no-cache, no-store, must-revalidate, max-age=0\r\n"
+
+static int rf_param_is(const rf_req_t *r, const char *name, const char *value)
+{
+    const rf_param_t *p = rf_req_param(r, name);
+    size_t len = strlen(value);
+    return p && p->value_len == len && memcmp(p->value, value, len) == 0;
+}
+
+/* Does the query string have this key (presence, value ignored)? */
+static int rf_query_has(const rf_req_t *r, const char *key)
+{
+    const rf_param_t *q = rf_req_param(r, "QUERY_STRING");
+    if (q == NULL)
+        return 0;
+    size_t klen = strlen(key);
+    const char *p = q->value, *end = q->value + q->value_len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        const char *kend = eq ? eq : stop;
+        if ((size_t)(kend - p) == klen && memcmp(p, key, klen) == 0)
+            return 1;
+        p = stop + 1;
+    }
+    return 0;
+}
+
+typedef struct rf_status_sum {
+    rf_proto_stats_t p;
+    rf_io_stats_t io;
+} rf_status_sum_t;
+
+static void rf_status_collect(rf_io_t *io, rf_status_sum_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (int i = 0; i < io->nthreads; i++) {
+        rf_thread_t *t = &io->threads[i];
+#define RF_SUM(dst, src, f) (dst)->f += RF_STAT_LOAD(src, f)
+        RF_SUM(&s->p, &t->pstats, requests);
+        RF_SUM(&s->p, &t->pstats, protocol_errors);
+        RF_SUM(&s->p, &t->pstats, limit_params);
+        RF_SUM(&s->p, &t->pstats, limit_body);
+        RF_SUM(&s->p, &t->pstats, limit_multiplex);
+        RF_SUM(&s->p, &t->pstats, limit_per_connection);
+        RF_SUM(&s->p, &t->pstats, aborted);
+        RF_SUM(&s->p, &t->pstats, records_ignored);
+        RF_SUM(&s->p, &t->pstats, get_values);
+        RF_SUM(&s->p, &t->pstats, unknown_types);
+        RF_SUM(&s->p, &t->pstats, unknown_roles);
+        RF_SUM(&s->p, &t->pstats, spilled);
+        RF_SUM(&s->io, &t->stats, accepted);
+        RF_SUM(&s->io, &t->stats, active);
+        RF_SUM(&s->io, &t->stats, limit_connections);
+        RF_SUM(&s->io, &t->stats, timeouts_read);
+        RF_SUM(&s->io, &t->stats, timeouts_idle);
+        RF_SUM(&s->io, &t->stats, accept_errors);
+        RF_SUM(&s->io, &t->stats, enobufs);
+        RF_SUM(&s->io, &t->stats, closed_errors);
+#undef RF_SUM
+    }
+}
+
+static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
+{
+    rf_io_t *io = t->io;
+    rf_status_sum_t s;
+    rf_status_collect(io, &s);
+    int json = rf_query_has(r, "json");
+    long since = (long)(time(NULL) - io->start_time);
+
+    struct {
+        const char *name;
+        unsigned long long v;
+    } rows[] = {
+        {"accepted conn", s.io.accepted},
+        {"active connections", s.io.active},
+        {"requests", s.p.requests},
+        {"protocol errors", s.p.protocol_errors},
+        {"limit params", s.p.limit_params},
+        {"limit body", s.p.limit_body},
+        {"limit connections", s.io.limit_connections},
+        {"limit multiplex", s.p.limit_multiplex},
+        {"limit per connection", s.p.limit_per_connection},
+        {"timeouts read", s.io.timeouts_read},
+        {"timeouts idle", s.io.timeouts_idle},
+        {"aborted requests", s.p.aborted},
+        {"records ignored", s.p.records_ignored},
+        {"get values", s.p.get_values},
+        {"unknown types", s.p.unknown_types},
+        {"unknown roles", s.p.unknown_roles},
+        {"spilled bodies", s.p.spilled},
+        {"accept errors", s.io.accept_errors},
+        {"receive buffer shortages", s.io.enobufs},
+        {"responder threads", (unsigned long long)io->nthreads},
+    };
+
+    char buf[4096];
+    size_t n = 0;
+    const char *ctype = json ? "application/json" : "text/plain;charset=UTF-8";
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "Content-Type: %s\r\n" RF_NO_CACHE "\r\n",
+                          ctype);
+    if (json)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n,
+                              "{\"pool\":\"%s\",\"start time\":%lld,\"start since\":%ld,"
+                              "\"io backend\":\"%s\"",
+                              c->pool->name, (long long)io->start_time, since, io->be->name);
+    else
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%-25s %s\n%-25s %ld\n%-25s %s\n",
+                              "pool:", c->pool->name, "start since:", since,
+                              "io backend:", io->be->name);
+    for (size_t i = 0; i < RF_ARRAY_SIZE(rows) && n < sizeof(buf) - 128; i++) {
+        if (json)
+            n +=
+                (size_t)snprintf(buf + n, sizeof(buf) - n, ",\"%s\":%llu", rows[i].name, rows[i].v);
+        else
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s:%*s%llu\n", rows[i].name,
+                                  (int)(25 - strlen(rows[i].name)), "", rows[i].v);
+    }
+    if (json)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "}");
+    if (rf_param_is(r, "REQUEST_METHOD", "HEAD"))
+        n = (size_t)(strstr(buf, "\r\n\r\n") - buf) + 4;
+    rf_resp_write(r, RF_FCGI_STDOUT, buf, n);
+    rf_resp_end(r, 0, RF_FCGI_REQUEST_COMPLETE);
+}
+
+int rf_status_handle(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
+{
+    const rf_io_pool_t *pool = c->pool;
+    if (pool->ping_path && rf_param_is(r, "SCRIPT_NAME", pool->ping_path)) {
+        static const char hdr[] = "Content-Type: text/plain\r\n" RF_NO_CACHE "\r\n";
+        rf_resp_write(r, RF_FCGI_STDOUT, hdr, sizeof(hdr) - 1);
+        if (!rf_param_is(r, "REQUEST_METHOD", "HEAD"))
+            rf_resp_puts(r, RF_FCGI_STDOUT, pool->ping_response ? pool->ping_response : "pong");
+        rf_resp_end(r, 0, RF_FCGI_REQUEST_COMPLETE);
+        return 1;
+    }
+    if (pool->status_path && rf_param_is(r, "SCRIPT_NAME", pool->status_path)) {
+        rf_status_reply(t, c, r);
+        return 1;
+    }
+    return 0;
+}

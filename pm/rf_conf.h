@@ -1,0 +1,118 @@
+/*
+ * rf_conf: php-fpm's configuration, read from its INI files unchanged
+ * (includes with globs, [global] and any number of pools, ${ENV}, $pool),
+ * plus ringfpm's own directives. Every directive php-fpm knows is accepted;
+ * one ringfpm does not act on yet is named in a warning, and an unknown one
+ * is an error with php-fpm's text. Main thread only.
+ */
+#ifndef RF_CONF_H
+#define RF_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RF_CONF_MAX_POOLS 256
+
+enum rf_pm_mode {
+    RF_PM_NONE = 0,
+    RF_PM_STATIC,
+    RF_PM_DYNAMIC,
+    RF_PM_ONDEMAND,
+};
+
+typedef struct rf_conf_pool {
+    char *name;
+    /* php-fpm */
+    char *prefix;
+    char *user;
+    char *group;
+    char *listen;
+    long listen_backlog;
+    char *listen_owner;
+    char *listen_group;
+    long listen_mode;
+    char *listen_allowed_clients;
+    int pm;
+    long pm_max_children;
+    long pm_start_servers;
+    long pm_min_spare_servers;
+    long pm_max_spare_servers;
+    long pm_max_spawn_rate;
+    long pm_process_idle_timeout;
+    long pm_max_requests;
+    char *pm_status_path;
+    char *ping_path;
+    char *ping_response;
+    char *access_log;
+    char *access_format;
+    char *slowlog;
+    long request_slowlog_timeout;
+    long request_terminate_timeout;
+    char *chroot;
+    char *chdir;
+    int catch_workers_output;
+    int clear_env;
+    char *security_limit_extensions;
+    /* ringfpm */
+    long max_params_bytes;
+    long max_params;
+    long max_multiplex;
+    long max_per_connection;
+    long buffer_memory;
+    long max_body;
+    long read_timeout_ms;
+    /* directives given that ringfpm does not act on yet (for the warning) */
+    char *ignored;
+} rf_conf_pool_t;
+
+typedef struct rf_conf {
+    char *file;   /* the main config file, NULL for the built-in default */
+    char *prefix; /* -p */
+    /* php-fpm [global] */
+    char *pid;
+    char *error_log;
+    int log_level;
+    int daemonize;
+    long rlimit_files;
+    long process_control_timeout;
+    /* ringfpm [global] */
+    int threads; /* 0 = auto */
+    int *cpu_list;
+    int ncpu;
+    int backend;
+    long max_connections;
+    long idle_timeout_ms;
+    long ring_entries;
+    long recv_buffers;
+    long recv_buffer_size;
+    char *ignored;
+
+    rf_conf_pool_t *pools;
+    int npools;
+} rf_conf_t;
+
+/*
+ * Load and validate a configuration file (path NULL: the built-in default,
+ * 127.0.0.1:9000). On error returns -EINVAL and leaves a message in err
+ * (php-fpm's form: "[file:line] text"); on success 0, with warnings already
+ * logged. Free with rf_conf_free.
+ */
+int rf_conf_load(rf_conf_t *conf, const char *path, const char *prefix, char *err, size_t errlen);
+
+void rf_conf_free(rf_conf_t *conf);
+
+/* Print every directive with its effective value (for -tt), one per line. */
+void rf_conf_dump(const rf_conf_t *conf, void (*out)(void *ctx, const char *line), void *ctx);
+
+/* Log the directives ringfpm accepted but does not act on yet. */
+void rf_conf_warn_ignored(const rf_conf_t *conf);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,434 @@
+/*
+ * rf_main: the ringfpm command: php-fpm's command line, exit codes and
+ * startup/shutdown log lines, the configuration, the log, the pid file, and
+ * the main thread's signal loop (signals are taken synchronously with
+ * sigtimedwait: no handler runs in an arbitrary context). The responder
+ * threads do the serving; in this build every pool is answered by the
+ * built-in handler.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rf_conf.h"
+#include "rf_config.h"
+#include "rf_io.h"
+#include "rf_log.h"
+
+#define RF_EX_OK       0
+#define RF_EX_USAGE    64
+#define RF_EX_SOFTWARE 70
+#define RF_EX_CONFIG   78
+
+#define RF_DEFAULT_CONF "/etc/php/8.2/fpm/php-fpm.conf"
+
+typedef struct rf_opts {
+    const char *conf;
+    const char *prefix;
+    const char *pid;
+    int test;
+    int force_daemon;
+    int force_foreground;
+    int force_stderr;
+} rf_opts_t;
+
+static void rf_usage(FILE *f, const char *argv0)
+{
+    const char *prog = strrchr(argv0, '/') ? strrchr(argv0, '/') + 1 : "ringfpm";
+    fprintf(f,
+            "Usage: %s [-n] [-e] [-h] [-i] [-m] [-v] [-t] [-p <prefix>] [-g <pid>] [-c <file>] "
+            "[-d foo[=bar]] [-y <file>] [-D] [-F [-O]]\n"
+            "  -c <path>|<file> Look for php.ini file in this directory\n"
+            "  -n               No php.ini file will be used\n"
+            "  -d foo[=bar]     Define INI entry foo with value 'bar'\n"
+            "  -e               Generate extended information for debugger/profiler\n"
+            "  -h               This help\n"
+            "  -i               PHP information\n"
+            "  -m               Show compiled in modules\n"
+            "  -v               Version number\n"
+            "  -p, --prefix <dir>\n"
+            "                   Specify alternative prefix path to FastCGI process manager "
+            "(default: /usr).\n"
+            "  -g, --pid <file>\n"
+            "                   Specify the PID file location.\n"
+            "  -y, --fpm-config <file>\n"
+            "                   Specify alternative path to FastCGI process manager config file.\n"
+            "  -t, --test       Test FPM configuration and exit\n"
+            "  -D, --daemonize  force to run in background, and ignore daemonize option from "
+            "config file\n"
+            "  -F, --nodaemonize\n"
+            "                   force to stay in foreground, and ignore daemonize option from "
+            "config file\n"
+            "  -O, --force-stderr\n"
+            "                   force output to stderr in nodaemonize even if stderr is not a "
+            "TTY\n"
+            "  -R, --allow-to-run-as-root\n"
+            "                   Allow pool to run as root (disabled by default)\n",
+            prog);
+}
+
+static void rf_dump_line(void *ctx, const char *line)
+{
+    rf_log(RF_LOG_NOTICE, "%s", line);
+}
+
+static int rf_open_log(const rf_conf_t *conf, const rf_opts_t *o, int foreground)
+{
+    const char *path = conf->error_log;
+    if (conf->file == NULL && path == NULL)
+        return 0; /* built-in default: stderr */
+    if (path == NULL)
+        path = "/var/log/php-fpm.log"; /* php-fpm's default, log/php-fpm.log under /var */
+    if (strcmp(path, "syslog") == 0) {
+        rf_log(RF_LOG_WARNING, "error_log = syslog is not implemented by ringfpm yet, logging "
+                               "to stderr");
+        return 0;
+    }
+    char full[4096];
+    if (path[0] != '/') {
+        snprintf(full, sizeof(full), "%s/%s", o->prefix ? o->prefix : "/var", path);
+        path = full;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rf_log(RF_LOG_ERROR, "failed to open error_log (%s): %s (%d)", path, strerror(errno),
+               errno);
+        return -errno;
+    }
+    /* Foreground on a terminal (or -O): the log goes to stderr as well in
+     * php-fpm; we keep it simple and send it to the file only, unless -O. */
+    if (foreground && o->force_stderr) {
+        close(fd);
+        return 0;
+    }
+    rf_log_set_fd(fd);
+    return 0;
+}
+
+static void rf_raise_nofile(long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (want > 0) {
+        rl.rlim_cur = (rlim_t)want;
+        if (rl.rlim_max < rl.rlim_cur)
+            rl.rlim_max = rl.rlim_cur;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            rf_log(RF_LOG_WARNING, "failed to set rlimit_files to %ld: %s", want, strerror(errno));
+        return;
+    }
+    /* The responder holds one fd per client connection: use what we may. */
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+static int rf_write_pid(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rf_log(RF_LOG_ERROR, "Unable to create the PID file (%s).: %s (%d)", path, strerror(errno),
+               errno);
+        return -errno;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%d", (int)getpid());
+    ssize_t w = write(fd, buf, (size_t)n);
+    close(fd);
+    return w == n ? 0 : -EIO;
+}
+
+/* Fork to the background; the parent waits for the child's "ready" byte and
+ * exits 0, or 70 when it does not come (php-fpm's -D contract). */
+static int rf_daemonize(int *notify_fd)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid > 0) {
+        close(pfd[1]);
+        char ok = 0;
+        ssize_t n;
+        do {
+            n = read(pfd[0], &ok, 1);
+        } while (n < 0 && errno == EINTR);
+        _exit(n == 1 && ok == 1 ? RF_EX_OK : RF_EX_SOFTWARE);
+    }
+    close(pfd[0]);
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        close(null);
+    }
+    *notify_fd = pfd[1];
+    return 0;
+}
+
+static void rf_build_io(const rf_conf_t *conf, rf_io_conf_t *io, rf_io_pool_t *pools)
+{
+    struct rlimit rl;
+    uint32_t max_conns = (uint32_t)conf->max_connections;
+    if (max_conns == 0) {
+        getrlimit(RLIMIT_NOFILE, &rl);
+        max_conns =
+            rl.rlim_cur > 64 && rl.rlim_cur < UINT32_MAX ? (uint32_t)rl.rlim_cur - 64 : 1024;
+    }
+    memset(io, 0, sizeof(*io));
+    io->threads = conf->threads;
+    io->cpu_list = conf->cpu_list;
+    io->ncpu = conf->ncpu;
+    io->backend = conf->backend;
+    io->max_connections = (uint32_t)conf->max_connections;
+    io->idle_timeout_ms = (uint32_t)conf->idle_timeout_ms;
+    io->ring_entries = (uint32_t)conf->ring_entries;
+    io->rbuf_count = (uint32_t)conf->recv_buffers;
+    io->rbuf_size = (uint32_t)conf->recv_buffer_size;
+    io->pools = pools;
+    io->npools = conf->npools;
+    for (int i = 0; i < conf->npools; i++) {
+        const rf_conf_pool_t *p = &conf->pools[i];
+        rf_io_pool_t *q = &pools[i];
+        memset(q, 0, sizeof(*q));
+        q->name = p->name;
+        q->listen = p->listen;
+        q->backlog = (int)p->listen_backlog;
+        q->listen_mode = (int)p->listen_mode;
+        q->ping_path = p->ping_path;
+        q->ping_response = p->ping_response;
+        q->status_path = p->pm_status_path;
+        q->read_timeout_ms = (uint32_t)p->read_timeout_ms;
+        q->handler = &rf_builtin_handler;
+        q->limits.max_params_bytes = (uint32_t)p->max_params_bytes;
+        q->limits.max_params = (uint32_t)p->max_params;
+        q->limits.max_multiplex = (uint32_t)p->max_multiplex;
+        q->limits.max_per_connection = (uint32_t)p->max_per_connection;
+        q->limits.buffer_memory = (uint64_t)p->buffer_memory;
+        q->limits.max_body = (uint64_t)p->max_body;
+        q->limits.max_conns = max_conns;
+        uint64_t reqs = (uint64_t)max_conns * (uint64_t)p->max_multiplex;
+        q->limits.max_reqs = reqs > UINT32_MAX ? UINT32_MAX : (uint32_t)reqs;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"fpm-config", required_argument, NULL, 'y'},
+        {"prefix", required_argument, NULL, 'p'},
+        {"pid", required_argument, NULL, 'g'},
+        {"test", no_argument, NULL, 't'},
+        {"daemonize", no_argument, NULL, 'D'},
+        {"nodaemonize", no_argument, NULL, 'F'},
+        {"force-stderr", no_argument, NULL, 'O'},
+        {"allow-to-run-as-root", no_argument, NULL, 'R'},
+        {"php-ini", required_argument, NULL, 'c'},
+        {"no-php-ini", no_argument, NULL, 'n'},
+        {"define", required_argument, NULL, 'd'},
+        {"profile-info", no_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},
+        {"usage", no_argument, NULL, 'h'},
+        {"info", no_argument, NULL, 'i'},
+        {"modules", no_argument, NULL, 'm'},
+        {"version", no_argument, NULL, 'v'},
+        {NULL, 0, NULL, 0},
+    };
+    rf_opts_t o;
+    memset(&o, 0, sizeof(o));
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "y:p:g:tDFORc:nd:ehimv?", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'y':
+            o.conf = optarg;
+            break;
+        case 'p':
+            o.prefix = optarg;
+            break;
+        case 'g':
+            o.pid = optarg;
+            break;
+        case 't':
+            o.test++;
+            break;
+        case 'D':
+            o.force_daemon = 1;
+            break;
+        case 'F':
+            o.force_foreground = 1;
+            break;
+        case 'O':
+            o.force_stderr = 1;
+            break;
+        case 'R':
+        case 'c':
+        case 'n':
+        case 'd':
+        case 'e':
+            break; /* php.ini and root handling: they matter once PHP runs */
+        case 'h':
+            rf_usage(stdout, argv[0]);
+            return RF_EX_OK;
+        case 'v':
+            printf("ringfpm %s (fpm-fcgi compatible; PHP not attached in this build)\n",
+                   RF_VERSION);
+            return RF_EX_OK;
+        case 'i':
+        case 'm':
+            fprintf(stderr, "ringfpm: -%c needs PHP, which this build does not attach yet\n", c);
+            return RF_EX_SOFTWARE;
+        default:
+            rf_usage(stderr, argv[0]);
+            return RF_EX_USAGE;
+        }
+    }
+    if (optind < argc) {
+        rf_usage(stderr, argv[0]);
+        return RF_EX_USAGE;
+    }
+    if (o.prefix) {
+        struct stat st;
+        if (stat(o.prefix, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "ERROR: the global prefix '%s' does not exist or is not a directory\n",
+                    o.prefix);
+            return RF_EX_CONFIG;
+        }
+    }
+
+    /* php-fpm's default path when -y is not given; the built-in default
+     * only when there is no configuration file at all. */
+    const char *path = o.conf;
+    char prefixed[4096];
+    if (path == NULL) {
+        if (o.prefix) {
+            snprintf(prefixed, sizeof(prefixed), "%s/etc/php-fpm.conf", o.prefix);
+            path = prefixed;
+        } else {
+            path = RF_DEFAULT_CONF;
+        }
+        if (access(path, F_OK) != 0) {
+            rf_log(RF_LOG_NOTICE,
+                   "no configuration file at %s: using the built-in default (127.0.0.1:9000)",
+                   path);
+            path = NULL;
+        }
+    }
+
+    rf_conf_t conf;
+    char err[1024];
+    if (rf_conf_load(&conf, path, o.prefix, err, sizeof(err)) < 0) {
+        rf_log(RF_LOG_ERROR, "%s", err);
+        rf_log(RF_LOG_ERROR, "FPM initialization failed");
+        rf_conf_free(&conf);
+        return RF_EX_CONFIG;
+    }
+    rf_log_set_level(conf.log_level);
+    if (o.test) {
+        if (o.test > 1)
+            rf_conf_dump(&conf, rf_dump_line, NULL);
+        rf_log(RF_LOG_NOTICE, "configuration file %s test is successful",
+               path ? path : "(built-in default)");
+        rf_conf_free(&conf);
+        return RF_EX_OK;
+    }
+
+    int daemon = o.force_daemon || (conf.daemonize && !o.force_foreground);
+    int notify_fd = -1;
+    if (rf_open_log(&conf, &o, !daemon) < 0) {
+        rf_log(RF_LOG_ERROR, "FPM initialization failed");
+        return RF_EX_SOFTWARE;
+    }
+    rf_raise_nofile(conf.rlimit_files);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (daemon && rf_daemonize(&notify_fd) < 0) {
+        rf_log(RF_LOG_ERROR, "failed to daemonize: %s", strerror(errno));
+        return RF_EX_SOFTWARE;
+    }
+    const char *pidfile = conf.pid ? conf.pid : o.pid; /* config wins, as in php-fpm */
+    char pidfull[4096];
+    if (pidfile && pidfile[0] != '/') {
+        snprintf(pidfull, sizeof(pidfull), "%s/%s", o.prefix ? o.prefix : "/var", pidfile);
+        pidfile = pidfull;
+    }
+    if (pidfile && rf_write_pid(pidfile) < 0)
+        return RF_EX_SOFTWARE;
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    int handled[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGHUP, SIGCHLD};
+    for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
+        sigaddset(&sigs, handled[i]);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+
+    rf_conf_warn_ignored(&conf);
+    rf_io_pool_t *pools = calloc((size_t)conf.npools, sizeof(*pools));
+    rf_io_conf_t ioc;
+    rf_io_t *io = NULL;
+    if (pools == NULL)
+        return RF_EX_SOFTWARE;
+    rf_build_io(&conf, &ioc, pools);
+    int rc = rf_io_start(&io, &ioc);
+    if (rc < 0) {
+        rf_log(RF_LOG_ERROR, "FPM initialization failed");
+        if (pidfile)
+            unlink(pidfile);
+        return RF_EX_SOFTWARE;
+    }
+    rf_log(RF_LOG_NOTICE, "fpm is running, pid %d", (int)getpid());
+    rf_log(RF_LOG_NOTICE, "ready to handle connections");
+    if (notify_fd >= 0) {
+        char ok = 1;
+        ssize_t w = write(notify_fd, &ok, 1);
+        (void)w;
+        close(notify_fd);
+    }
+
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&sigs, &si);
+        if (sig < 0)
+            continue;
+        if (sig == SIGTERM || sig == SIGINT) {
+            rf_log(RF_LOG_NOTICE, "Terminating ...");
+            break;
+        }
+        if (sig == SIGQUIT) {
+            rf_log(RF_LOG_NOTICE, "Finishing ...");
+            break;
+        }
+        if (sig == SIGUSR1) {
+            rf_log(RF_LOG_NOTICE, "error log file re-opened");
+            rf_open_log(&conf, &o, !daemon);
+            continue;
+        }
+        if (sig == SIGUSR2 || sig == SIGHUP) {
+            rf_log(RF_LOG_WARNING, "reload (SIG%s) is not implemented by ringfpm yet; ignored",
+                   sig == SIGHUP ? "HUP" : "USR2");
+            continue;
+        }
+        if (sig == SIGCHLD) {
+            while (waitpid(-1, NULL, WNOHANG) > 0) {
+            }
+        }
+    }
+    rf_io_stop(io);
+    if (pidfile)
+        unlink(pidfile);
+    rf_log(RF_LOG_NOTICE, "exiting, bye-bye!");
+    free(pools);
+    rf_conf_free(&conf);
+    return RF_EX_OK;
+}

@@ -1,0 +1,333 @@
+"""Start and stop a real ringfpm for one integration test.
+
+A RingFpm object writes a php-fpm style config into a private temp dir, runs
+`<build>/pm/ringfpm -F -y <conf>` in its own process group, waits until every
+pool's listen socket accepts, and on stop sends SIGTERM and insists on a clean
+exit within 5 s. It keeps the error log and the process's stdout/stderr so a
+failing test can show them, and it scans them for sanitizer reports so an
+ASan/UBSan build fails the test that triggered the report.
+
+The build dir is $RINGFPM_BUILD, else <repo>/build. A missing binary makes
+start() raise: such a test errors (counted as failed), it is never skipped.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import fcgi
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+START_TIMEOUT = 5.0
+STOP_TIMEOUT = 5.0
+
+# Text that sanitizers print when they find something.
+SANITIZER_MARKERS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "runtime error:",
+    "ERROR: ThreadSanitizer",
+    "WARNING: ThreadSanitizer",
+)
+
+
+class HarnessError(AssertionError):
+    """ringfpm could not be started or stopped as a test expects."""
+
+
+def build_dir():
+    """The meson build dir whose binaries the tests run."""
+    return os.path.abspath(os.environ.get("RINGFPM_BUILD") or os.path.join(REPO_ROOT, "build"))
+
+
+def binary_path():
+    return os.path.join(build_dir(), "pm", "ringfpm")
+
+
+def free_tcp_port(host="127.0.0.1"):
+    """A TCP port that was free on host a moment ago (the kernel picked it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host.strip("[]"), 0))
+        return sock.getsockname()[1]
+
+
+def ipv6_loopback_available():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def parse_listen(value):
+    """A listen directive's value as a fcgi.connect() address."""
+    if value.startswith("/"):
+        return value
+    if value.startswith("["):
+        host, _, port = value[1:].partition("]:")
+        return (host, int(port))
+    if value.isdigit():
+        return ("127.0.0.1", int(value))
+    host, _, port = value.rpartition(":")
+    return (host, int(port))
+
+
+def format_config(global_opts, pools):
+    """INI text: [global] from a dict, then one section per pool (name -> dict)."""
+    lines = ["[global]"]
+    lines += ["%s = %s" % (k, v) for k, v in global_opts.items()]
+    for name, opts in pools.items():
+        lines.append("")
+        lines.append("[%s]" % name)
+        lines += ["%s = %s" % (k, v) for k, v in opts.items()]
+    return "\n".join(lines) + "\n"
+
+
+class RingFpm:
+    """One ringfpm process for one test.
+
+    global_opts and pools are dicts of directives; a pool whose "listen" is
+    None gets a free 127.0.0.1 port, and "unix" gets a socket path in the
+    temp dir. Defaults are filled in for error_log and log_level. After
+    start(), self.addresses maps pool name -> address and self.address is the
+    first pool's.
+    """
+
+    def __init__(self, global_opts=None, pools=None):
+        self.tmpdir = tempfile.mkdtemp(prefix="ringfpm-test-")
+        self.log_path = os.path.join(self.tmpdir, "error.log")
+        self.conf_path = os.path.join(self.tmpdir, "ringfpm.conf")
+        self.out_path = os.path.join(self.tmpdir, "stdout-stderr.txt")
+        self.global_opts = {"error_log": self.log_path, "log_level": "notice"}
+        self.global_opts.update(global_opts or {})
+        self.pools = {}
+        for name, opts in (pools or {"www": {}}).items():
+            opts = dict(opts)
+            listen = opts.get("listen")
+            if listen is None:
+                opts["listen"] = "127.0.0.1:%d" % free_tcp_port()
+            elif listen == "unix":
+                opts["listen"] = os.path.join(self.tmpdir, "%s.sock" % name)
+            elif listen == "ipv6":
+                opts["listen"] = "[::1]:%d" % free_tcp_port("::1")
+            self.pools[name] = opts
+        self.addresses = {name: parse_listen(opts["listen"]) for name, opts in self.pools.items()}
+        self.address = next(iter(self.addresses.values()))
+        self.proc = None
+        self.returncode = None
+        self._out = None
+
+    # -- lifecycle
+    def write_config(self):
+        with open(self.conf_path, "w") as f:
+            f.write(format_config(self.global_opts, self.pools))
+        return self.conf_path
+
+    def start(self):
+        binary = binary_path()
+        if not os.access(binary, os.X_OK):
+            raise HarnessError("ringfpm binary not found or not executable: %s "
+                               "(build it, or set RINGFPM_BUILD)" % binary)
+        self.write_config()
+        self._out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen([binary, "-F", "-y", self.conf_path], stdin=subprocess.DEVNULL,
+                                     stdout=self._out, stderr=subprocess.STDOUT,
+                                     cwd=self.tmpdir, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        for name, address in self.addresses.items():
+            while True:
+                if self.proc.poll() is not None:
+                    self.returncode = self.proc.returncode
+                    raise HarnessError("ringfpm exited with status %s during start-up\n%s"
+                                       % (self.proc.returncode, self.diagnostics()))
+                try:
+                    fcgi.connect(address, timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        self.kill()
+                        raise HarnessError("pool %s did not accept on %r within %.0f s\n%s"
+                                           % (name, address, START_TIMEOUT, self.diagnostics()))
+                    time.sleep(0.02)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM, wait up to 5 s; SIGKILL and raise if it does not exit.
+
+        Returns the exit status. Also raises if the process had already died,
+        or if a sanitizer reported anything.
+        """
+        if self.proc is None:
+            return None
+        try:
+            if self.proc.poll() is not None:
+                self.returncode = self.proc.returncode
+                raise HarnessError("ringfpm died during the test (status %s)\n%s"
+                                   % (self.returncode, self.diagnostics()))
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.returncode = self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise HarnessError("ringfpm did not exit within %.0f s of SIGTERM\n%s"
+                                   % (STOP_TIMEOUT, self.diagnostics()))
+            self._reap_group()
+            report = self.sanitizer_report()
+            if report:
+                raise HarnessError("sanitizer report:\n%s" % report)
+            return self.returncode
+        finally:
+            self.proc = None
+            if self._out:
+                self._out.close()
+                self._out = None
+
+    def kill(self):
+        """SIGKILL the process group we started (master and whatever it forked)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.returncode = self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _reap_group(self):
+        """After master exits, children it left behind in our group are killed."""
+        deadline = time.monotonic() + 1.0
+        while group_members(self.proc.pid):
+            if time.monotonic() > deadline:
+                leftovers = group_members(self.proc.pid)
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                raise HarnessError("processes %s of ringfpm's group outlived the master\n%s"
+                                   % (leftovers, self.diagnostics()))
+            time.sleep(0.05)
+
+    def cleanup(self, keep=False):
+        """Kill if still running and remove the temp dir (unless keep)."""
+        if self.proc is not None:
+            self.kill()
+            self.proc = None
+        if self._out:
+            self._out.close()
+            self._out = None
+        if not keep and not os.environ.get("RINGFPM_KEEP_TMP"):
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        try:
+            if self.proc is not None:
+                self.stop()
+        finally:
+            self.cleanup()
+
+    # -- logs
+    def log(self):
+        """The error log's text so far ('' if none yet)."""
+        return _read_text(self.log_path)
+
+    def output(self):
+        """What the process wrote on stdout/stderr so far."""
+        return _read_text(self.out_path)
+
+    def wait_log(self, pattern, timeout=3.0, start=0):
+        """Wait until the log (from offset start) matches regex pattern; returns the match or None."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while True:
+            match = regex.search(self.log()[start:])
+            if match or time.monotonic() > deadline:
+                return match
+            time.sleep(0.05)
+
+    def sanitizer_report(self):
+        text = self.output() + "\n" + self.log()
+        for marker in SANITIZER_MARKERS:
+            pos = text.find(marker)
+            if pos >= 0:
+                return text[max(0, pos - 200):pos + 4000]
+        return None
+
+    def diagnostics(self):
+        return ("--- config %s\n%s--- error log\n%s--- stdout/stderr\n%s"
+                % (self.conf_path, _read_text(self.conf_path), _tail(self.log()),
+                   _tail(self.output())))
+
+    # -- requests
+    def connect(self, pool=None, timeout=fcgi.DEFAULT_TIMEOUT):
+        """A fcgi.Connection to a pool (default: the first)."""
+        address = self.address if pool is None else self.addresses[pool]
+        return fcgi.Connection(address, timeout)
+
+    def status(self, pool=None, timeout=5.0):
+        """The status counters (dict) from pm.status_path?json on a fresh connection."""
+        address = self.address if pool is None else self.addresses[pool]
+        return fetch_status(address, self.pools[pool or next(iter(self.pools))].get(
+            "pm.status_path", "/status"), timeout)
+
+    def config_test(self):
+        """Run `ringfpm -t -y conf`; returns CompletedProcess (text output)."""
+        self.write_config()
+        return subprocess.run([binary_path(), "-t", "-y", self.conf_path], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=10, cwd=self.tmpdir)
+
+
+def fetch_status(address, path="/status", timeout=5.0):
+    """GET path?json over FastCGI and decode the JSON counters."""
+    response = fcgi.simple_request(address, path, "json", timeout=timeout)
+    if response.protocol_status != fcgi.REQUEST_COMPLETE:
+        raise HarnessError("status request ended with protocol status %s" % response.protocol_status)
+    try:
+        return json.loads(response.body.decode("utf-8"))
+    except ValueError as e:
+        raise HarnessError("status is not JSON (%s): %r" % (e, response.stdout[:500]))
+
+
+def group_members(pgid):
+    """Live (non-zombie) pids whose process group is pgid."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
+def _read_text(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _tail(text, limit=6000):
+    return text if len(text) <= limit else "...\n" + text[-limit:]
