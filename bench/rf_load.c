@@ -34,11 +34,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RL_NS        1000000000ull
-#define RL_MS        1000000ull
-#define RL_READ_BUF  65536
+#define RL_NS         1000000000ull
+#define RL_MS         1000000ull
+#define RL_READ_BUF   65536
 #define RL_MAX_EVENTS 256
-#define RL_SCAN_NS   (10 * RL_MS) /* timeout and retry timer granularity */
+#define RL_SCAN_NS    (10 * RL_MS) /* timeout and retry timer granularity */
 #define RL_CONN_MAGIC 0x726c636fu  /* "rlco" */
 
 /* ---- histogram ----------------------------------------------------------- */
@@ -160,7 +160,7 @@ static struct {
     int depth;
     int threads;
     int new_conn;
-    double duration; /* 0: none */
+    double duration;   /* 0: none */
     uint64_t requests; /* 0: none */
     double warmup;
     size_t body;
@@ -396,7 +396,7 @@ static void rl_backoff(rl_conn_t *c, uint64_t now, uint64_t min_ns, uint64_t max
 static void rl_conn_fail(rl_conn_t *c, int kind, uint64_t now)
 {
     rl_thread_t *th = c->th;
-    int lost = 0;
+    int had = c->inflight;
 
     for (int i = 0; i < g.depth && c->inflight > 0; i++) {
         rl_slot_t *s = &c->slots[i];
@@ -405,15 +405,13 @@ static void rl_conn_fail(rl_conn_t *c, int kind, uint64_t now)
         s->inflight = 0;
         c->inflight--;
         th->inflight--;
-        if (s->measured && !th->idle_phase) {
+        if (s->measured && !th->idle_phase)
             rl_count_err(th, kind);
-            lost++;
-        }
     }
     RF_ASSERT(c->inflight == 0);
     if (kind == RL_ERR_CONNECT && rl_measuring(th, now))
         rl_count_err(th, kind);
-    else if (lost == 0 && kind != RL_ERR_CONNECT && !th->stopping && rl_measuring(th, now))
+    else if (had == 0 && kind != RL_ERR_CONNECT && !th->stopping && rl_measuring(th, now))
         rl_count_err(th, kind); /* e.g. the peer closed an idle keep-alive connection */
     rl_conn_close(c);
     if (th->idle_phase) {
@@ -779,6 +777,26 @@ static void rl_stop(rl_thread_t *th, uint64_t now, uint64_t drain_ns)
     th->t_drain = now + drain_ns;
 }
 
+/*
+ * epoll_pwait2 for a nanosecond timeout (open-loop sends are spaced by
+ * microseconds); epoll_wait, rounded up to a millisecond, where the kernel
+ * (< 5.11) or valgrind does not have it.
+ */
+static int rl_epoll_wait(int epfd, struct epoll_event *evs, uint64_t wait_ns)
+{
+    static int no_pwait2;
+    if (!__atomic_load_n(&no_pwait2, __ATOMIC_RELAXED)) {
+        struct timespec ts = {.tv_sec = (time_t)(wait_ns / RL_NS),
+                              .tv_nsec = (long)(wait_ns % RL_NS)};
+        int n = epoll_pwait2(epfd, evs, RL_MAX_EVENTS, &ts, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        __atomic_store_n(&no_pwait2, 1, __ATOMIC_RELAXED);
+    }
+    uint64_t ms = (wait_ns + RL_MS - 1) / RL_MS;
+    return epoll_wait(epfd, evs, RL_MAX_EVENTS, ms > INT32_MAX ? INT32_MAX : (int)ms);
+}
+
 static void *rl_thread_main(void *arg)
 {
     rl_thread_t *th = arg;
@@ -807,8 +825,8 @@ static void *rl_thread_main(void *arg)
             else if (th->idle_phase && th->active == 0)
                 rl_stop(th, now, 0);
             else if (!th->t_end && now - th->t_last_done > g.timeout_ns + RL_NS) {
-                fprintf(stderr, "rf-load: thread %d: no response for %.1f s, giving up\n",
-                        th->idx, (double)(now - th->t_last_done) / 1e9);
+                fprintf(stderr, "rf-load: thread %d: no response for %.1f s, giving up\n", th->idx,
+                        (double)(now - th->t_last_done) / 1e9);
                 rl_stop(th, now, 0);
             }
         }
@@ -835,8 +853,7 @@ static void *rl_thread_main(void *arg)
         }
         now = rl_now();
         uint64_t wait_ns = wake > now ? wake - now : 0;
-        struct timespec ts = {.tv_sec = (time_t)(wait_ns / RL_NS), .tv_nsec = (long)(wait_ns % RL_NS)};
-        int n = epoll_pwait2(th->epfd, evs, RL_MAX_EVENTS, &ts, NULL);
+        int n = rl_epoll_wait(th->epfd, evs, wait_ns);
         if (n < 0) {
             RF_ASSERT(errno == EINTR);
             continue;
@@ -973,7 +990,8 @@ static void rl_default_params(void)
         {"REDIRECT_STATUS", "200"},
         {"PATH_INFO", ""},
         {"HTTP_HOST", "localhost"},
-        {"HTTP_USER_AGENT", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"},
+        {"HTTP_USER_AGENT",
+         "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"},
         {"HTTP_ACCEPT", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
         {"HTTP_ACCEPT_LANGUAGE", "en-US,en;q=0.5"},
         {"HTTP_ACCEPT_ENCODING", "gzip, deflate"},
@@ -1212,34 +1230,49 @@ static int rl_parse_double(const char *opt, const char *s, double min, double *o
 
 static void rl_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: rf-load --target tcp:HOST:PORT|tcp:[V6]:PORT|unix:/path [options]\n"
-            "  --connections N   keep-alive connections (default 4)\n"
-            "  --depth D         requests in flight per connection, ids 1..D (default 1)\n"
-            "  --new-conn        a new connection per request, no KEEP_CONN\n"
-            "  --threads T       load threads, connections split across them (default 1)\n"
-            "  --duration SEC    measured run time (default 10 unless --requests)\n"
-            "  --requests N      total measured requests\n"
-            "  --warmup SEC      unmeasured load before the run\n"
-            "  --rate R          open loop: R requests/s overall (default closed loop)\n"
-            "  --body BYTES      POST a body of BYTES (k/m suffix ok)\n"
-            "  --script PATH     SCRIPT_FILENAME (default /var/www/html/index.php)\n"
-            "  --uri URI         request URI, ?query allowed (default /index.php)\n"
-            "  --param N=V       extra or overriding param (repeatable)\n"
-            "  --expect STRING   every response's STDOUT must contain STRING\n"
-            "  --idle N          hold N extra idle keep-alive connections through the run\n"
-            "  --timeout SEC     per request (default 10)\n"
-            "  --progress        a progress line per second on stderr\n"
-            "  --json            one JSON object on stdout\n"
-            "Exit status: 0 no errors, 1 errors, 2 usage.\n");
+    fprintf(f, "usage: rf-load --target tcp:HOST:PORT|tcp:[V6]:PORT|unix:/path [options]\n"
+               "  --connections N   keep-alive connections (default 4)\n"
+               "  --depth D         requests in flight per connection, ids 1..D (default 1)\n"
+               "  --new-conn        a new connection per request, no KEEP_CONN\n"
+               "  --threads T       load threads, connections split across them (default 1)\n"
+               "  --duration SEC    measured run time (default 10 unless --requests)\n"
+               "  --requests N      total measured requests\n"
+               "  --warmup SEC      unmeasured load before the run\n"
+               "  --rate R          open loop: R requests/s overall (default closed loop)\n"
+               "  --body BYTES      POST a body of BYTES (k/m suffix ok)\n"
+               "  --script PATH     SCRIPT_FILENAME (default /var/www/html/index.php)\n"
+               "  --uri URI         request URI, ?query allowed (default /index.php)\n"
+               "  --param N=V       extra or overriding param (repeatable)\n"
+               "  --expect STRING   every response's STDOUT must contain STRING\n"
+               "  --idle N          hold N extra idle keep-alive connections through the run\n"
+               "  --timeout SEC     per request (default 10)\n"
+               "  --progress        a progress line per second on stderr\n"
+               "  --json            one JSON object on stdout\n"
+               "Exit status: 0 no errors, 1 errors, 2 usage.\n");
 }
 
 static int rl_parse_args(int argc, char **argv)
 {
     enum {
-        O_TARGET = 256, O_CONN, O_DEPTH, O_NEWCONN, O_DURATION, O_REQUESTS, O_WARMUP, O_BODY,
-        O_SCRIPT, O_URI, O_PARAM, O_EXPECT, O_IDLE, O_RATE, O_PROGRESS, O_JSON, O_TIMEOUT,
-        O_THREADS, O_HELP,
+        O_TARGET = 256,
+        O_CONN,
+        O_DEPTH,
+        O_NEWCONN,
+        O_DURATION,
+        O_REQUESTS,
+        O_WARMUP,
+        O_BODY,
+        O_SCRIPT,
+        O_URI,
+        O_PARAM,
+        O_EXPECT,
+        O_IDLE,
+        O_RATE,
+        O_PROGRESS,
+        O_JSON,
+        O_TIMEOUT,
+        O_THREADS,
+        O_HELP,
     };
     static const struct option opts[] = {
         {"target", required_argument, NULL, O_TARGET},
@@ -1602,8 +1635,8 @@ int main(int argc, char **argv)
         printf("idle %llu)\n", (unsigned long long)idle_failed);
         printf("throughput %.1f req/s, %.2f MB/s stdout\n", rps,
                secs > 0 ? (double)bytes_in / secs / 1e6 : 0);
-        printf("latency us p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n",
-               lat[0], lat[1], lat[2], lat[3], lat_max, lat_mean);
+        printf("latency us p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n", lat[0],
+               lat[1], lat[2], lat[3], lat_max, lat_mean);
         if (retries > 0 || unsent > 0)
             printf("connect    %llu EAGAIN retries; %llu scheduled requests unsent\n",
                    (unsigned long long)retries, (unsigned long long)unsent);

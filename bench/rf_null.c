@@ -31,13 +31,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define RN_READ_BUF  65536
+#define RN_READ_BUF 65536
 /*
  * The batch of one read's responses. 64 KiB of the smallest requests
  * (BEGIN_REQUEST + empty STDIN, 24 bytes) make 2730 responses of 80 bytes;
  * anything beyond the batch spills into the connection's own buffer.
  */
-#define RN_BATCH_CAP (256 * 1024)
+#define RN_BATCH_CAP  (256 * 1024)
 #define RN_MAX_EVENTS 256
 
 #define RN_CONN_MAGIC   0x726e636fu /* "rnco" */
@@ -71,7 +71,8 @@ typedef struct rn_conn {
     uint32_t gv_len;
     uint8_t close_after_flush;
     uint8_t dead;
-    uint8_t want_out; /* EPOLLOUT registered */
+    uint8_t want_out;            /* EPOLLOUT registered */
+    struct rn_conn *prev, *next; /* all connections, to free them at exit */
 } rn_conn_t;
 
 typedef struct rn_listener {
@@ -92,6 +93,7 @@ static volatile sig_atomic_t rn_stop;
 static int rn_epfd;
 static int rn_spare_fd = -1;
 static uint64_t rn_nconns, rn_nreqs, rn_nerrors;
+static rn_conn_t *rn_conns;
 
 static void rn_on_signal(int sig)
 {
@@ -320,6 +322,12 @@ static void rn_on_event(rn_conn_t *c, const rf_fcgi_event_t *ev)
 static void rn_conn_close(rn_conn_t *c)
 {
     RF_ASSERT(c->magic == RN_CONN_MAGIC);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        rn_conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     close(c->fd);
     rf_free(c->reqs);
     rf_free(c->out);
@@ -418,6 +426,10 @@ static void rn_accept(rn_listener_t *l, int is_tcp)
         RF_ASSERT(c != NULL);
         c->magic = RN_CONN_MAGIC;
         c->fd = fd;
+        c->next = rn_conns;
+        if (rn_conns)
+            rn_conns->prev = c;
+        rn_conns = c;
         rf_fcgi_parser_init(&c->parser);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(rn_epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -598,6 +610,12 @@ int main(int argc, char **argv)
     fprintf(stderr, "rf-null: %llu connections, %llu responses, %llu errors\n",
             (unsigned long long)rn_nconns, (unsigned long long)rn_nreqs,
             (unsigned long long)rn_nerrors);
+    while (rn_conns)
+        rn_conn_close(rn_conns);
+    close(l.fd);
+    close(rn_epfd);
+    if (rn_spare_fd >= 0)
+        close(rn_spare_fd);
     if (strncmp(listen_spec, "unix:", 5) == 0)
         unlink(listen_spec + 5);
     return 0;

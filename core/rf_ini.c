@@ -17,7 +17,6 @@
 #include "rf_mem.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,10 +44,9 @@ enum ini_tok {
 };
 
 static const char *const tok_names[] = {
-    "end of file", "TC_SECTION",   "TC_RAW",           "TC_CONSTANT",      "TC_NUMBER",
-    "TC_STRING",   "TC_WHITESPACE", "TC_LABEL",        "TC_OFFSET",        "TC_DOLLAR_CURLY",
-    "TC_VARNAME",  "TC_QUOTED_STRING", "BOOL_TRUE",    "BOOL_FALSE",       "NULL_NULL",
-    "END_OF_LINE",
+    "end of file",   "TC_SECTION", "TC_RAW",    "TC_CONSTANT",     "TC_NUMBER",  "TC_STRING",
+    "TC_WHITESPACE", "TC_LABEL",   "TC_OFFSET", "TC_DOLLAR_CURLY", "TC_VARNAME", "TC_QUOTED_STRING",
+    "BOOL_TRUE",     "BOOL_FALSE", "NULL_NULL", "END_OF_LINE",
 };
 
 /* Scanner start conditions. */
@@ -77,13 +75,15 @@ typedef struct ini_parser {
     ini_tok_t la;
     bool have_la;
     unsigned flags;
-    int line;      /* physical line of the buffer (line mode) */
-    int stmt_line; /* line of the statement being parsed */
+    int line;         /* physical line of the buffer (line mode) */
+    int stmt_line;    /* line of the statement being parsed */
     const char *text; /* whole-text mode: for line numbers */
     size_t nl_pos;
     int nl_line;
     /* scratch */
     ini_str_t name, key, val, var, sect;
+    struct ini_frame *frames; /* parse_expr()'s stack */
+    size_t nframes;
     bool have_sect;
     /* caller */
     rf_ini_section_fn on_section;
@@ -293,8 +293,8 @@ static size_t m_bool(const ini_parser_t *p, size_t i, int *type)
         const char *w;
         int type;
     } words[] = {
-        {"true", T_BOOL_TRUE},   {"on", T_BOOL_TRUE},    {"yes", T_BOOL_TRUE},
-        {"false", T_BOOL_FALSE}, {"off", T_BOOL_FALSE},  {"no", T_BOOL_FALSE},
+        {"true", T_BOOL_TRUE},   {"on", T_BOOL_TRUE},   {"yes", T_BOOL_TRUE},
+        {"false", T_BOOL_FALSE}, {"off", T_BOOL_FALSE}, {"no", T_BOOL_FALSE},
         {"none", T_BOOL_FALSE},  {"null", T_NULL_NULL},
     };
     size_t best = 0;
@@ -399,7 +399,8 @@ static void tok_char(ini_tok_t *t, size_t pos, unsigned c)
     t->ch = (unsigned char)c;
 }
 
-/* EAT_LEADING_WHITESPACE + EAT_TRAILING_WHITESPACE_EX(x) on [*off, +*len) */
+/* EAT_LEADING_WHITESPACE + EAT_TRAILING_WHITESPACE_EX(x) on [*off, +*len);
+ * x == 0 strips blanks and line ends only. */
 static void trim(const ini_parser_t *p, size_t *off, size_t *len, unsigned x)
 {
     while (*len && is_blank(p->b[*off])) {
@@ -408,7 +409,7 @@ static void trim(const ini_parser_t *p, size_t *off, size_t *len, unsigned x)
     }
     while (*len) {
         unsigned c = p->b[*off + *len - 1];
-        if (c != x && c != '\n' && c != '\r' && c != ' ' && c != '\t')
+        if ((!x || c != x) && c != '\n' && c != '\r' && c != ' ' && c != '\t')
             break;
         (*len)--;
     }
@@ -435,23 +436,37 @@ restart:
         tok_set(t, T_END, i, i, 0);
         return;
     }
+    /* the INITIAL rules, in the order of zend_ini_scanner.l */
+    enum {
+        I_SECTION,
+        I_OFFSET,
+        I_BOOL,
+        I_LABEL,
+        I_ASSIGN,
+        I_TOKEN,
+        I_BLANKS,
+        I_EOL,
+        I_COMMENT,
+        I_ANY
+    };
     int btype = T_END;
     size_t eq = m_blanks(p, i);
     unsigned c = ch(p, i);
-    ptrdiff_t len[10] = {
-        c == '[',                                                   /* 0 section */
-        lab && ch(p, i + lab) == '[' ? (ptrdiff_t)(lab + 1 + m_blanks(p, i + lab + 1)) : 0,
-        (ptrdiff_t)m_bool(p, i, &btype),                            /* 2 */
-        (ptrdiff_t)lab,                                             /* 3 label */
-        ch(p, i + eq) == '=' ? (ptrdiff_t)(eq + 1 + m_blanks(p, i + eq + 1)) : 0,
-        c && strchr(":,.[]\"'()&|^+-/*=%$!~<>?@{}", (int)c) ? 1 : 0, /* 5 TOKENS */
-        (ptrdiff_t)eq,                                              /* 6 blanks */
-        m_eol(p, i),                                                /* 7 */
-        m_comment(p, i),                                            /* 8 */
-        1,                                                          /* 9 <*>[^] */
+    ptrdiff_t len[] = {
+        [I_SECTION] = c == '[',
+        [I_OFFSET] =
+            lab && ch(p, i + lab) == '[' ? (ptrdiff_t)(lab + 1 + m_blanks(p, i + lab + 1)) : 0,
+        [I_BOOL] = (ptrdiff_t)m_bool(p, i, &btype),
+        [I_LABEL] = (ptrdiff_t)lab,
+        [I_ASSIGN] = ch(p, i + eq) == '=' ? (ptrdiff_t)(eq + 1 + m_blanks(p, i + eq + 1)) : 0,
+        [I_TOKEN] = c && strchr(":,.[]\"'()&|^+-/*=%$!~<>?@{}", (int)c) ? 1 : 0,
+        [I_BLANKS] = (ptrdiff_t)eq,
+        [I_EOL] = m_eol(p, i),
+        [I_COMMENT] = m_comment(p, i),
+        [I_ANY] = 1,
     };
     bool end;
-    int r = pick(len, 10, &end);
+    int r = pick(len, I_ANY + 1, &end);
     if (end) {
         tok_set(t, T_END, i, i, 0);
         return;
@@ -459,33 +474,33 @@ restart:
     size_t n = (size_t)len[r], off = i, tl = n;
     p->cur = i + n;
     switch (r) {
-    case 0:
+    case I_SECTION:
         p->cond = C_SECTION;
         tok_set(t, T_SECTION, i, i, 1);
         return;
-    case 1:
+    case I_OFFSET:
         trim(p, &off, &tl, '[');
         p->cond = C_OFFSET;
         tok_set(t, T_OFFSET, i, off, tl);
         return;
-    case 2:
+    case I_BOOL: /* a parse error wherever it comes */
         tok_set(t, btype, i, i, 0);
         return;
-    case 3:
-        trim(p, &off, &tl, 'X');
+    case I_LABEL:
+        trim(p, &off, &tl, 0);
         tok_set(t, T_LABEL, i, off, tl);
         return;
-    case 4:
+    case I_ASSIGN:
         p->cond = C_VALUE;
         tok_char(t, i, '=');
         return;
-    case 5:
+    case I_TOKEN:
         tok_char(t, i, c);
         return;
-    case 6:
+    case I_BLANKS:
         goto restart;
-    case 7:
-    case 8:
+    case I_EOL:
+    case I_COMMENT:
         tok_set(t, T_END_OF_LINE, i, i, 0);
         return;
     default:
@@ -502,28 +517,41 @@ static void scan_value(ini_parser_t *p, ini_tok_t *t)
         tok_set(t, T_END_OF_LINE, i, i, 0);
         return;
     }
+    /* the ST_VALUE rules, in the order of zend_ini_scanner.l */
+    enum {
+        V_RAW,
+        V_DOLLAR_CURLY,
+        V_BOOL,
+        V_EOL,
+        V_CONSTANT,
+        V_NUMBER,
+        V_OPERATOR,
+        V_ASSIGN,
+        V_STRING,
+        V_DQUOTE,
+        V_BLANKS,
+        V_COMMENT,
+        V_ANY
+    };
     unsigned c = ch(p, i);
     int btype = T_END;
-    ptrdiff_t units = m_units(p, i, false);
-    ptrdiff_t len[15] = {
-        m_raw(p, i),                                          /* 0 */
-        m_dollar_curly(p, i),                                 /* 1 */
-        (ptrdiff_t)m_bool(p, i, &btype),                      /* 2 bool/null */
-        0,                                                    /* 3 (folded into 2) */
-        0,                                                    /* 4 (folded into 2) */
-        m_eol(p, i),                                          /* 5 */
-        (ptrdiff_t)m_constant(p, i),                          /* 6 */
-        (ptrdiff_t)m_number(p, i),                            /* 7 */
-        c && strchr("&|^~()!", (int)c) ? (ptrdiff_t)(1 + m_blanks(p, i + 1)) : 0,
-        c == '=',                                             /* 9 */
-        units,                                                /* 10 */
-        m_dq_start(p, i),                                     /* 11 */
-        (ptrdiff_t)m_blanks(p, i),                            /* 12 */
-        m_comment(p, i),                                      /* 13 */
-        1,                                                    /* 14 [^] */
+    ptrdiff_t len[] = {
+        [V_RAW] = m_raw(p, i),
+        [V_DOLLAR_CURLY] = m_dollar_curly(p, i),
+        [V_BOOL] = (ptrdiff_t)m_bool(p, i, &btype),
+        [V_EOL] = m_eol(p, i),
+        [V_CONSTANT] = (ptrdiff_t)m_constant(p, i),
+        [V_NUMBER] = (ptrdiff_t)m_number(p, i),
+        [V_OPERATOR] = c && strchr("&|^~()!", (int)c) ? (ptrdiff_t)(1 + m_blanks(p, i + 1)) : 0,
+        [V_ASSIGN] = c == '=',
+        [V_STRING] = m_units(p, i, false),
+        [V_DQUOTE] = m_dq_start(p, i),
+        [V_BLANKS] = (ptrdiff_t)m_blanks(p, i),
+        [V_COMMENT] = m_comment(p, i),
+        [V_ANY] = 1,
     };
     bool end;
-    int r = pick(len, 15, &end);
+    int r = pick(len, V_ANY + 1, &end);
     if (end) {
         tok_set(t, T_END, i, i, 0);
         return;
@@ -531,45 +559,43 @@ static void scan_value(ini_parser_t *p, ini_tok_t *t)
     size_t n = (size_t)len[r];
     p->cur = i + n;
     switch (r) {
-    case 0:
+    case V_RAW:
         tok_set(t, T_RAW, i, i + 1, n - 2);
         return;
-    case 1:
+    case V_DOLLAR_CURLY:
         push_cond(p, C_VARNAME);
         tok_set(t, T_DOLLAR_CURLY, i, i, 2);
         return;
-    case 2:
+    case V_BOOL:
         tok_set(t, btype, i, i, 0);
         return;
-    case 5:
-    case 13:
-    case 14:
-        p->cond = C_INITIAL;
-        tok_set(t, T_END_OF_LINE, i, i, 0);
-        return;
-    case 6:
+    case V_CONSTANT:
         tok_set(t, T_CONSTANT, i, i, n);
         return;
-    case 7:
+    case V_NUMBER:
         tok_set(t, T_NUMBER, i, i, n);
         return;
-    case 8:
+    case V_OPERATOR:
         tok_char(t, i, c);
         return;
-    case 9: /* '=' ends the value without being consumed: yyless(0) */
+    case V_ASSIGN: /* ends the value without being consumed: yyless(0) */
         p->cur = i;
         p->cond = C_INITIAL;
         tok_set(t, T_END_OF_LINE, i, i, 0);
         return;
-    case 10:
+    case V_STRING:
         tok_set(t, T_STRING, i, i, n);
         return;
-    case 11:
+    case V_DQUOTE:
         push_cond(p, C_DQUOTE);
         tok_char(t, i, '"');
         return;
-    default: /* 12 */
+    case V_BLANKS:
         tok_set(t, T_WHITESPACE, i, i, n);
+        return;
+    default: /* V_EOL, V_COMMENT, V_ANY (a lone quote or dollar) */
+        p->cond = C_INITIAL;
+        tok_set(t, T_END_OF_LINE, i, i, 0);
         return;
     }
 }
@@ -591,47 +617,59 @@ static void scan_bracket(ini_parser_t *p, ini_tok_t *t)
         size_t k = m_blanks(p, i);
         close = ch(p, i + k) == ']' ? (ptrdiff_t)(k + 1) : 0;
     }
-    ptrdiff_t len[9] = {
-        m_raw(p, i),
-        close,
-        m_dollar_curly(p, i),
-        (ptrdiff_t)m_constant(p, i),
-        (ptrdiff_t)m_number(p, i),
-        m_units(p, i, true),
-        m_dq_start(p, i),
-        (ptrdiff_t)m_blanks(p, i),
-        1, /* <*>[^] */
+    /* the rules of both conditions, in the order of zend_ini_scanner.l */
+    enum {
+        B_RAW,
+        B_CLOSE,
+        B_DOLLAR_CURLY,
+        B_CONSTANT,
+        B_NUMBER,
+        B_STRING,
+        B_DQUOTE,
+        B_BLANKS,
+        B_ANY
+    };
+    ptrdiff_t len[] = {
+        [B_RAW] = m_raw(p, i),
+        [B_CLOSE] = close,
+        [B_DOLLAR_CURLY] = m_dollar_curly(p, i),
+        [B_CONSTANT] = (ptrdiff_t)m_constant(p, i),
+        [B_NUMBER] = (ptrdiff_t)m_number(p, i),
+        [B_STRING] = m_units(p, i, true),
+        [B_DQUOTE] = m_dq_start(p, i),
+        [B_BLANKS] = (ptrdiff_t)m_blanks(p, i), /* never wins: B_STRING takes blanks */
+        [B_ANY] = 1,
     };
     bool end;
-    int r = pick(len, 9, &end);
-    if (end || r == 8) {
+    int r = pick(len, B_ANY + 1, &end);
+    if (end || r == B_ANY) { /* <*>[^] returns token 0 */
         tok_set(t, T_END, i, i, 0);
         return;
     }
     size_t n = (size_t)len[r];
     p->cur = i + n;
     switch (r) {
-    case 0:
+    case B_RAW:
         tok_set(t, T_RAW, i, i + 1, n - 2);
         return;
-    case 1:
+    case B_CLOSE:
         p->cond = C_INITIAL;
         tok_char(t, i, ']');
         return;
-    case 2:
+    case B_DOLLAR_CURLY:
         push_cond(p, C_VARNAME);
         tok_set(t, T_DOLLAR_CURLY, i, i, 2);
         return;
-    case 3:
+    case B_CONSTANT:
         tok_set(t, T_CONSTANT, i, i, n);
         return;
-    case 4:
+    case B_NUMBER:
         tok_set(t, T_NUMBER, i, i, n);
         return;
-    case 5:
+    case B_STRING:
         tok_set(t, T_STRING, i, i, n);
         return;
-    case 6:
+    case B_DQUOTE:
         push_cond(p, C_DQUOTE);
         tok_char(t, i, '"');
         return;
@@ -691,7 +729,7 @@ static void scan_varname(ini_parser_t *p, ini_tok_t *t)
     } else if (n) {
         size_t off = i, tl = n;
         p->cur = i + n;
-        trim(p, &off, &tl, 'X');
+        trim(p, &off, &tl, 0);
         tok_set(t, T_VARNAME, i, off, tl);
     } else if (i < p->lim && p->b[i] == '}') {
         p->cur = i + 1;
@@ -830,20 +868,43 @@ static const char *constant(const unsigned char *s, size_t n)
     return NULL;
 }
 
-/* cfg_var_ref: TC_DOLLAR_CURLY TC_VARNAME '}' (the '${' is the lookahead) */
-static int parse_var(ini_parser_t *p, ini_str_t *out)
+/*
+ * bison's parser stack holds at most YYMAXDEPTH - 1 = 9999 states; one more
+ * push fails the parse with "memory exhausted". Only nested expressions get
+ * near it, but the parser counts every push so that the limit falls exactly
+ * where PHP's does: `depth` is the number of states below the next push.
+ */
+#define INI_MAX_DEPTH 9999
+
+static int need(ini_parser_t *p, size_t depth, const ini_tok_t *t)
 {
-    drop(p);
+    if (depth <= INI_MAX_DEPTH)
+        return 0;
+    snprintf(p->err, p->errlen, "memory exhausted");
+    p->err_line = line_at(p, t->pos);
+    return -E2BIG;
+}
+
+/* cfg_var_ref: TC_DOLLAR_CURLY TC_VARNAME '}' (the '${' is the lookahead,
+ * to be pushed at depth + 1) */
+static int parse_var(ini_parser_t *p, ini_str_t *out, size_t depth)
+{
     ini_tok_t *t = peek(p);
+    int r = need(p, depth + 1, t);
+    if (r < 0)
+        return r;
+    drop(p);
+    t = peek(p);
     if (t->type != T_VARNAME)
         return syntax_error(p, t, "TC_VARNAME");
-    int r = str_set(p, &p->var, p->b + t->off, t->len);
-    if (r < 0)
+    if ((r = need(p, depth + 2, t)) < 0 || (r = str_set(p, &p->var, p->b + t->off, t->len)) < 0)
         return r;
     drop(p);
     t = peek(p);
     if (!is_char(t, '}'))
         return syntax_error(p, t, "'}'");
+    if ((r = need(p, depth + 3, t)) < 0)
+        return r;
     drop(p);
     const char *v = p->getenv_fn ? p->getenv_fn(p->ctx, p->var.p) : NULL;
     return v ? str_add(p, out, v, strlen(v)) : 0;
@@ -875,32 +936,41 @@ static int add_quoted(ini_parser_t *p, ini_str_t *out, const unsigned char *s, s
 
 /*
  * var_string_list (lookup: constants resolved, as in values and offsets) or
- * var_string_list_section (no lookup). Appends to `out`; stops at the first
- * token that cannot continue the list and leaves it as the lookahead.
+ * var_string_list_section (no lookup), its first token pushed at depth + 1.
+ * Appends to `out`; stops at the first token that cannot continue the list
+ * and leaves it as the lookahead.
  */
-static int parse_vsl(ini_parser_t *p, ini_str_t *out, bool lookup)
+static int parse_vsl(ini_parser_t *p, ini_str_t *out, bool lookup, size_t depth)
 {
     int r = 0;
-    for (ini_tok_t *t = peek(p); r == 0 && starts_vsl(t); t = peek(p)) {
+    size_t d = depth; /* after the first piece the list itself sits at +1 */
+    for (ini_tok_t *t = peek(p); r == 0 && starts_vsl(t); t = peek(p), d = depth + 1) {
         if (t->type == T_DOLLAR_CURLY) {
-            r = parse_var(p, out);
+            r = parse_var(p, out, d);
         } else if (is_char(t, '"')) {
+            /* '"' at +1, the empty encapsed_list at +2, its pieces at +3 */
+            if ((r = need(p, d + 2, t)) < 0)
+                return r;
             drop(p);
             for (t = peek(p); r == 0 && !is_char(t, '"'); t = peek(p)) {
                 if (t->type == T_DOLLAR_CURLY) {
-                    r = parse_var(p, out);
+                    r = parse_var(p, out, d + 2);
                 } else if (t->type == T_QUOTED_STRING) {
-                    r = add_quoted(p, out, p->b + t->off, t->len);
+                    if ((r = need(p, d + 3, t)) == 0)
+                        r = add_quoted(p, out, p->b + t->off, t->len);
                     drop(p);
                 } else {
                     return syntax_error(p, t, "TC_DOLLAR_CURLY or TC_QUOTED_STRING or '\"'");
                 }
             }
+            if (r == 0)
+                r = need(p, d + 3, t);
             drop(p);
         } else {
-            const char *c = lookup && t->type == T_CONSTANT ? constant(p->b + t->off, t->len)
-                                                             : NULL;
-            r = c ? str_add(p, out, c, strlen(c)) : str_add(p, out, p->b + t->off, t->len);
+            const char *c =
+                lookup && t->type == T_CONSTANT ? constant(p->b + t->off, t->len) : NULL;
+            if ((r = need(p, d + 1, t)) == 0)
+                r = c ? str_add(p, out, c, strlen(c)) : str_add(p, out, p->b + t->off, t->len);
             drop(p);
         }
     }
@@ -923,7 +993,7 @@ static int32_t php_atoi(const char *s, size_t n)
             acc = cap; /* strtol saturates; later digits cannot lower it */
     }
     uint64_t v = neg ? (uint64_t)0 - acc : acc;
-    return (int32_t)(uint32_t)v; /* C11 6.3.1.3: gcc/clang wrap modulo 2^32 */
+    return (int32_t)(uint32_t)v; /* gcc/clang define this as modulo 2^32 */
 }
 
 /* An expression value: a string at val[off..len), or an int. */
@@ -933,69 +1003,114 @@ typedef struct ini_ev {
     size_t off;
 } ini_ev_t;
 
+/* get_int_val(): atoi() of the string. The string is dropped from the value
+ * buffer: operands are consumed left to right, so it is always the tail. */
 static int32_t ev_int(ini_parser_t *p, ini_ev_t *v)
 {
     if (!v->is_int) {
         v->i = php_atoi(p->val.p + v->off, p->val.len - v->off);
-        p->val.len = v->off; /* operands are consumed left to right */
+        p->val.len = v->off;
         p->val.p[p->val.len] = '\0';
         v->is_int = true;
     }
     return v->i;
 }
 
-static int parse_expr(ini_parser_t *p, ini_ev_t *v);
+/* A pending piece of an expression: '~' or '!' waiting for its operand,
+ * '(' waiting for its expr and ')', or a left operand and a binary op. */
+typedef struct ini_frame {
+    unsigned char op; /* '~' '!' '(' or '|' '&' '^' */
+    int32_t left;
+} ini_frame_t;
 
-static int parse_unary(ini_parser_t *p, ini_ev_t *v)
+static bool is_binop(const ini_tok_t *t)
 {
-    ini_tok_t *t = peek(p);
-    int r;
-    v->is_int = false;
-    v->off = p->val.len;
-    if (is_char(t, '~') || is_char(t, '!')) {
-        bool tilde = t->ch == '~';
-        drop(p);
-        if ((r = parse_unary(p, v)) < 0)
-            return r;
-        int32_t x = ev_int(p, v);
-        v->i = tilde ? (int32_t)~(uint32_t)x : !x;
-        return 0;
+    return is_char(t, '|') || is_char(t, '&') || is_char(t, '^');
+}
+
+static int push_frame(ini_parser_t *p, size_t nf, unsigned op, int32_t left)
+{
+    if (nf == p->nframes) {
+        size_t n = p->nframes ? p->nframes * 2 : 16;
+        ini_frame_t *f = rf_realloc(p->frames, n * sizeof(*f));
+        if (!f) {
+            snprintf(p->err, p->errlen, "out of memory");
+            return -ENOMEM;
+        }
+        p->frames = f;
+        p->nframes = n;
     }
-    if (is_char(t, '(')) {
-        drop(p);
-        if ((r = parse_expr(p, v)) < 0)
+    p->frames[nf].op = (unsigned char)op;
+    p->frames[nf].left = left;
+    return 0;
+}
+
+/*
+ * expr, evaluated as bison's LR automaton does but with an explicit stack,
+ * so input cannot drive C recursion: '|' '&' '^' share one left-associative
+ * level, '~' '!' bind tighter, and a parenthesised expr keeps its string
+ * when no operator touches it. The expr's first token goes at depth + 1.
+ */
+static int parse_expr(ini_parser_t *p, ini_ev_t *v, size_t depth)
+{
+    size_t nf = 0;
+    int r;
+    ini_tok_t *t;
+
+operand:
+    t = peek(p);
+    if (is_char(t, '~') || is_char(t, '!') || is_char(t, '(')) {
+        if ((r = need(p, depth + 1, t)) < 0 || (r = push_frame(p, nf, t->ch, 0)) < 0)
             return r;
-        t = peek(p);
-        if (!is_char(t, ')'))
-            return syntax_error(p, t, "'^' or '|' or '&' or ')'");
+        nf++;
+        depth++;
         drop(p);
-        return 0;
+        goto operand;
     }
     if (!starts_vsl(t))
         return syntax_error(p, t, NULL);
-    return parse_vsl(p, &p->val, true);
-}
+    v->is_int = false;
+    v->off = p->val.len;
+    if ((r = parse_vsl(p, &p->val, true, depth)) < 0)
+        return r;
 
-/* expr: '|' '&' '^' share one left-associative level; '~' '!' bind tighter */
-static int parse_expr(ini_parser_t *p, ini_ev_t *v)
-{
-    int r = parse_unary(p, v);
-    for (ini_tok_t *t = peek(p); r == 0 && (is_char(t, '|') || is_char(t, '&') || is_char(t, '^'));
-         t = peek(p)) {
-        unsigned op = t->ch;
-        int32_t a = ev_int(p, v);
-        ini_ev_t rhs;
-        drop(p);
-        if ((r = parse_unary(p, &rhs)) < 0)
-            return r;
-        int32_t b = ev_int(p, &rhs);
-        v->i = op == '|' ? (a | b) : op == '&' ? (a & b) : (a ^ b);
+    for (;;) { /* v is an expr sitting at depth + 1 */
+        t = peek(p);
+        ini_frame_t *f = nf ? &p->frames[nf - 1] : NULL;
+        if (f && (f->op == '~' || f->op == '!')) {
+            int32_t x = ev_int(p, v);
+            v->i = f->op == '~' ? (int32_t) ~(uint32_t)x : !x;
+            nf--;
+            depth--;
+        } else if (f && f->op != '(') {
+            int32_t b = ev_int(p, v);
+            v->i = f->op == '|' ? (f->left | b) : f->op == '&' ? (f->left & b) : (f->left ^ b);
+            nf--;
+            depth -= 2;
+        } else if (is_binop(t)) {
+            if ((r = need(p, depth + 2, t)) < 0 || (r = push_frame(p, nf, t->ch, ev_int(p, v))) < 0)
+                return r;
+            nf++;
+            depth += 2;
+            drop(p);
+            goto operand;
+        } else if (f) { /* '(' expr, which only ')' may follow */
+            if (!is_char(t, ')'))
+                return syntax_error(p, t, "'^' or '|' or '&' or ')'");
+            if ((r = need(p, depth + 2, t)) < 0)
+                return r;
+            drop(p);
+            nf--;
+            depth--;
+        } else {
+            return 0;
+        }
     }
-    return r;
 }
 
-/* string_or_value, after '='. Leaves the result in p->val. */
-static int parse_value(ini_parser_t *p)
+/* string_or_value, after '=' (`depth` states below the value). Leaves the
+ * result in p->val. */
+static int parse_value(ini_parser_t *p, size_t depth)
 {
     ini_tok_t *t = peek(p);
     p->val.len = 0;
@@ -1015,8 +1130,8 @@ static int parse_value(ini_parser_t *p)
     default:
         break;
     }
-    ini_ev_t v;
-    if ((r = parse_expr(p, &v)) < 0)
+    ini_ev_t v = {.is_int = false, .i = 0, .off = 0};
+    if ((r = parse_expr(p, &v, depth)) < 0)
         return r;
     if (v.is_int) {
         char num[16];
@@ -1068,7 +1183,7 @@ static int parse_statements(ini_parser_t *p)
         case T_SECTION:
             drop(p);
             p->sect.len = 0;
-            if ((r = str_reserve(p, &p->sect, 0)) < 0 || (r = parse_vsl(p, &p->sect, false)) < 0)
+            if ((r = str_reserve(p, &p->sect, 0)) < 0 || (r = parse_vsl(p, &p->sect, false, 3)) < 0)
                 return r;
             p->sect.p[p->sect.len] = '\0';
             t = peek(p);
@@ -1093,7 +1208,7 @@ static int parse_statements(ini_parser_t *p)
                 break;
             }
             drop(p);
-            if ((r = parse_value(p)) < 0 || (r = emit(p, false, false)) < 0)
+            if ((r = parse_value(p, 4)) < 0 || (r = emit(p, false, false)) < 0)
                 return r;
             break;
         case T_OFFSET:
@@ -1101,7 +1216,7 @@ static int parse_statements(ini_parser_t *p)
                 return r;
             drop(p);
             p->key.len = 0;
-            if ((r = str_reserve(p, &p->key, 0)) < 0 || (r = parse_vsl(p, &p->key, true)) < 0)
+            if ((r = str_reserve(p, &p->key, 0)) < 0 || (r = parse_vsl(p, &p->key, true, 3)) < 0)
                 return r;
             p->key.p[p->key.len] = '\0';
             t = peek(p);
@@ -1112,7 +1227,7 @@ static int parse_statements(ini_parser_t *p)
             if (!is_char(t, '='))
                 return syntax_error(p, t, "'='");
             drop(p);
-            if ((r = parse_value(p)) < 0 || (r = emit(p, true, false)) < 0)
+            if ((r = parse_value(p, 6)) < 0 || (r = emit(p, true, false)) < 0)
                 return r;
             break;
         default:
@@ -1199,6 +1314,7 @@ int rf_ini_parse_ex(const char *text, size_t len, unsigned flags, rf_ini_section
     rf_free(p.val.p);
     rf_free(p.var.p);
     rf_free(p.sect.p);
+    rf_free(p.frames);
     if (r < 0 && err_line)
         *err_line = p.err_line;
     return r;

@@ -73,22 +73,36 @@ enum rf_ini_flags {
  * Parses `len` bytes of `text` as a php-fpm configuration file: every line
  * (split at '\n'; "\r\n" is handled by the scanner) is parsed on its own,
  * empty lines are skipped, and a NUL byte ends its line early -- exactly
- * what fpm_conf_load_ini_file() + zend_parse_ini_string() do. `include`,
- * `$pool` and `$prefix` are NOT special here: they arrive as ordinary
- * entries/values. Callbacks run in file order; either may be NULL.
- * getenv_fn may be NULL (every ${VAR} is then empty).
+ * what fpm_conf_load_ini_file() + zend_parse_ini_string() do. A lone '\r'
+ * ends a statement inside a line, so one line may yield several events
+ * with the same line number. `include`, `$pool` and `$prefix` are NOT
+ * special here: they arrive as ordinary entries/values. Callbacks run in
+ * file order; either may be NULL. getenv_fn may be NULL (every ${VAR} is
+ * then empty).
+ *
+ * Values are evaluated as PHP does: `E_ALL & ~E_NOTICE` -> "32759" (32-bit
+ * ints, atoi() operands, one left-associative level for | & ^). Constants
+ * known here: E_ERROR .. E_USER_DEPRECATED and E_ALL (32767), TRUE/FALSE/
+ * NULL, DIRECTORY_SEPARATOR, PATH_SEPARATOR, PHP_EOL, PHP_OS,
+ * PHP_OS_FAMILY, PHP_INT_MAX/MIN/SIZE, PHP_MAXPATHLEN, PHP_DEBUG, PHP_ZTS.
+ * php-fpm would also replace any other constant of the PHP build
+ * (PHP_VERSION, LOG_DEBUG, ...); here such a word stays literal.
  *
  * Returns 0 when the whole text was parsed; the negative value a callback
- * returned (err is then ""); -EINVAL for a syntax error; -E2BIG when a
- * string exceeds RF_INI_MAX_VALUE; -ENOMEM. On failure `err` (if not NULL,
- * `errlen` bytes, always NUL-terminated) holds the message without any
- * location -- the caller prefixes "[file:line] " -- and `*err_line` (if
- * not NULL) the 1-based physical line. Messages are PHP 8.2's:
+ * returned (err is then "" and *err_line that event's line); -EINVAL for a
+ * syntax error; -E2BIG when a string exceeds RF_INI_MAX_VALUE ("value too
+ * long") or an expression nests deeper than bison's 10000-entry stack
+ * ("memory exhausted", e.g. 9995 '~' in a row -- PHP fails there too);
+ * -ENOMEM. On failure `err` (if not NULL, `errlen` bytes, always
+ * NUL-terminated) holds the message without any location -- the caller
+ * prefixes "[file:line] " -- and `*err_line` (if not NULL) the 1-based
+ * physical line. Messages are PHP 8.2's, e.g.:
  *   "syntax error, unexpected '!'"
  *   "syntax error, unexpected end of file, expecting ']'"
  *   "value is NULL for a ZEND_INI_PARSER_ENTRY"   (bare name, e.g. `#x`)
- * (PHP itself prints syntax errors as "PHP:  <msg> in Unknown on line 1".)
- * Entries before the error have already been delivered, as in php-fpm.
+ * (php-fpm itself prints a syntax error as "PHP:  <msg> in Unknown on line
+ * 1", without file or line.) Statements before the error, even on the same
+ * line, have already been delivered, as in php-fpm.
  */
 int rf_ini_parse(const char *text, size_t len, rf_ini_section_fn on_section,
                  rf_ini_entry_fn on_entry, rf_ini_getenv_fn getenv_fn, void *ctx, char *err,

@@ -447,15 +447,28 @@ static int rf_proto_management(rf_proto_t *s, const rf_fcgi_event_t *ev)
         s->gv_len = (uint16_t)(s->gv_len + take);
         if (!ev->last)
             return 0;
+        size_t qlen = s->gv_len;
+        if (ev->content_len > sizeof(s->gv)) {
+            /* The query was cut at our gather limit and may end mid-pair:
+             * answer the pairs that arrived whole. (This used to hand the cut
+             * query to the encoder, which rejects a partial pair, so a valid
+             * query over 256 bytes closed the connection as malformed.) */
+            size_t whole = 0;
+            rf_fcgi_nv_t nv;
+            uint32_t need;
+            int w;
+            while ((w = rf_fcgi_nv_decode(s->gv + whole, qlen - whole, UINT32_MAX, &nv, &need)) > 0)
+                whole += (size_t)w;
+            qlen = whole;
+        }
         uint8_t out[RF_FCGI_HEADER_LEN + 128];
         const rf_proto_limits_t *lim = s->limits;
-        long n = rf_fcgi_get_values_result(out, sizeof(out), s->gv, s->gv_len, lim->max_conns,
+        long n = rf_fcgi_get_values_result(out, sizeof(out), s->gv, qlen, lim->max_conns,
                                            lim->max_reqs, 1);
         s->gv_len = 0;
         RF_STAT_INC(s->stats, get_values);
         if (n == -EPROTO) {
-            /* A query cut at our gather limit may end mid-pair: answer what
-             * decoded. Anything else malformed closes the connection. */
+            /* A query that arrived whole is malformed: close the connection. */
             s->error = "malformed FCGI_GET_VALUES";
             return -EPROTO;
         }

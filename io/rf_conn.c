@@ -373,7 +373,7 @@ int rf_resp_puts(rf_req_t *r, uint8_t stream, const char *s)
 
 static void rf_conn_zombie(rf_thread_t *t, rf_conn_t *c)
 {
-    c->dirty_next = t->zombies;
+    c->zombie_next = t->zombies;
     t->zombies = c;
 }
 
@@ -600,11 +600,21 @@ void rf_thread_after_events(rf_thread_t *t)
         rf_thread_timers(t);
         t->next_timer_ns = t->now_ns + RF_TIMER_TICK_NS;
     }
-    while (t->zombies) {
-        rf_conn_t *c = t->zombies;
-        t->zombies = c->dirty_next;
+    /* Free closed connections, except those still on the dirty list (a
+     * close during this iteration's flush): they go next time round. */
+    rf_conn_t *z = t->zombies, *keep = NULL;
+    t->zombies = NULL;
+    while (z) {
+        rf_conn_t *c = z;
+        z = c->zombie_next;
         RF_ASSERT(c->nlive == 0 && c->fd_closed);
+        if (c->in_dirty) {
+            c->zombie_next = keep;
+            keep = c;
+            continue;
+        }
         c->magic = 0;
         rf_free(c);
     }
+    t->zombies = keep;
 }

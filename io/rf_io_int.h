@@ -132,6 +132,7 @@ struct rf_conn {
     rf_link_t tlink; /* in the thread's timer list for `timer` */
     uint64_t deadline_ns;
     rf_conn_t *dirty_next;
+    rf_conn_t *zombie_next; /* own link: a zombie may still be on the dirty list */
     rf_conn_t *starved_next;
 
     rf_proto_t proto;

@@ -161,6 +161,15 @@ static void run_dir(const char *dir)
 
 int main(int argc, char **argv)
 {
+#ifdef RF_CORPUS_DIR
+    /* Built for one target: with no arguments, replay its own corpus. */
+    static char *own[] = {NULL, (char *)RF_CORPUS_DIR, NULL};
+    if (argc < 2) {
+        own[0] = argv[0];
+        argv = own;
+        argc = 2;
+    }
+#endif
     if (argc < 2) {
         fprintf(stderr, "usage: %s FILE|DIR...\n", argv[0]);
         return 2;

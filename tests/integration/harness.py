@@ -38,6 +38,17 @@ SANITIZER_MARKERS = (
 )
 
 
+# Every RingFpm started and not yet stopped, so kill_all() can clean up when
+# the test run itself is interrupted (run.py calls it on SIGTERM/SIGINT).
+_live = set()
+
+
+def kill_all():
+    """SIGKILL the process groups of every ringfpm still running."""
+    for server in list(_live):
+        server.kill()
+
+
 class HarnessError(AssertionError):
     """ringfpm could not be started or stopped as a test expects."""
 
@@ -66,6 +77,24 @@ def ipv6_loopback_available():
         return True
     except OSError:
         return False
+
+
+def io_uring_available():
+    """True if this kernel lets us create an io_uring (not disabled, not blocked by seccomp)."""
+    try:
+        with open("/proc/sys/kernel/io_uring_disabled") as f:
+            if f.read().strip() == "2":
+                return False
+    except OSError:
+        pass
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)  # struct io_uring_params
+    fd = libc.syscall(425, 4, params)  # __NR_io_uring_setup on x86_64 and aarch64
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
 
 
 def parse_listen(value):
@@ -142,6 +171,7 @@ class RingFpm:
         self.proc = subprocess.Popen([binary, "-F", "-y", self.conf_path], stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=subprocess.STDOUT,
                                      cwd=self.tmpdir, start_new_session=True)
+        _live.add(self)
         deadline = time.monotonic() + START_TIMEOUT
         for name, address in self.addresses.items():
             while True:
@@ -189,6 +219,7 @@ class RingFpm:
                 raise HarnessError("sanitizer report:\n%s" % report)
             return self.returncode
         finally:
+            _live.discard(self)
             self.proc = None
             if self._out:
                 self._out.close()
@@ -226,6 +257,7 @@ class RingFpm:
         if self.proc is not None:
             self.kill()
             self.proc = None
+        _live.discard(self)
         if self._out:
             self._out.close()
             self._out = None

@@ -11,6 +11,7 @@ any test (import errors, setUpClass) count as one failed each. Exit status is
 """
 
 import os
+import signal
 import sys
 import time
 import unittest
@@ -105,6 +106,16 @@ def main(argv):
         suite = loader.loadTestsFromNames(names)
     else:
         suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
+    import harness
+
+    def interrupted(signum, frame):
+        harness.kill_all()
+        sys.stdout.write("\ninterrupted by signal %d\n" % signum)
+        sys.stdout.flush()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     result = CountingResult(sys.stdout, verbose)
     suite.run(result)
     passed = sum(1 for o in result.outcomes.values() if o == "pass")

@@ -16,6 +16,7 @@ import os
 import random
 import re
 import socket
+import stat
 import time
 import unittest
 
@@ -83,6 +84,8 @@ class EngineCase:
         }
 
     def setUp(self):
+        if self.io_backend == "io_uring" and not harness.io_uring_available():
+            self.skipTest("io_uring is not available on this machine")
         global_opts = {
             "io.backend": self.io_backend,
             "responder.threads": str(self.responder_threads),
@@ -671,7 +674,6 @@ class UnixListenerCases(ListenerCases):
     def test_unix_socket(self):
         path = self.server.address
         self.assertTrue(os.path.exists(path))
-        import stat
         self.assertTrue(stat.S_ISSOCK(os.stat(path).st_mode))
         self.exercise()
 
