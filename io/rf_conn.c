@@ -21,6 +21,9 @@
 
 #define RF_TIMER_TICK_NS (100u * 1000 * 1000)
 #define RF_OBLK_MAX_FREE 256
+/* How long a connection closed after an error answer may keep sending
+ * before we stop draining it and close anyway. */
+#define RF_LINGER_MS 2000
 
 uint64_t rf_now_ns(void)
 {
@@ -191,10 +194,12 @@ static void rf_conn_timer(rf_thread_t *t, rf_conn_t *c, int kind)
         ms = c->pool->read_timeout_ms;
     else if (kind == RF_TIMER_IDLE)
         ms = t->io->conf->idle_timeout_ms;
+    else if (kind == RF_TIMER_LINGER)
+        ms = RF_LINGER_MS;
     if (ms == 0)
         return;
     c->deadline_ns = t->now_ns + (uint64_t)ms * 1000000u;
-    rf_link_append(&t->timers[c->pool_idx * 2 + kind - 1], &c->tlink);
+    rf_link_append(&t->timers[c->pool_idx * RF_TIMER_KINDS + kind - 1], &c->tlink);
 }
 
 static void rf_conn_update_timer(rf_thread_t *t, rf_conn_t *c)
@@ -467,6 +472,9 @@ void rf_conn_data(rf_thread_t *t, rf_conn_t *c, const uint8_t *p, size_t n, rf_r
     if (rc == -E2BIG) {
         rf_log(RF_LOG_WARNING, "[pool %s] %s; answered with an error and closing the connection",
                c->pool->name, c->proto.error);
+        /* The client may still be sending this request: closing with unread
+         * input would reset the connection and could destroy our answer. */
+        c->linger = 1;
         rf_conn_close_after_flush(t, c);
         return;
     }
@@ -486,7 +494,7 @@ void rf_conn_eof(rf_thread_t *t, rf_conn_t *c, int err)
         RF_STAT_INC(&t->stats, closed_errors);
         rf_log_debug("[pool %s] connection error: %s", c->pool->name, strerror(-err));
     }
-    if (err == 0 && c->closing) {
+    if (err == 0 && c->closing && !c->lingering) {
         /* The peer is done; finish sending what we have, then close. */
         return;
     }
@@ -554,9 +562,26 @@ void rf_conn_fd_closed(rf_thread_t *t, rf_conn_t *c)
         rf_conn_zombie(t, c);
 }
 
+/* Everything queued went out on a closing connection: close it, or first
+ * shut the write side and drain the peer (lingering close). */
+void rf_conn_finish(rf_thread_t *t, rf_conn_t *c)
+{
+    if (!c->linger || c->lingering) {
+        if (!c->lingering)
+            rf_conn_close(t, c);
+        return;
+    }
+    c->lingering = 1;
+    if (shutdown(c->fd, SHUT_WR) < 0) {
+        rf_conn_close(t, c);
+        return;
+    }
+    rf_conn_timer(t, c, RF_TIMER_LINGER);
+}
+
 static void rf_thread_timers(rf_thread_t *t)
 {
-    int nlists = t->io->conf->npools * 2;
+    int nlists = t->io->conf->npools * RF_TIMER_KINDS;
     for (int i = 0; i < nlists; i++) {
         rf_link_t *head = &t->timers[i];
         while (!rf_link_empty(head)) {
@@ -569,6 +594,8 @@ static void rf_thread_timers(rf_thread_t *t)
                        "[pool %s] closing connection: request not received within "
                        "request.read_timeout (%ums)",
                        c->pool->name, c->pool->read_timeout_ms);
+            } else if (c->timer == RF_TIMER_LINGER) {
+                rf_log_debug("[pool %s] lingering close timed out", c->pool->name);
             } else {
                 RF_STAT_INC(&t->stats, timeouts_idle);
                 rf_log_debug("[pool %s] closing idle keep-alive connection", c->pool->name);
@@ -594,7 +621,7 @@ void rf_thread_after_events(rf_thread_t *t)
         if (c->out_bytes)
             t->be->flush(t, c);
         else if (c->closing && !c->send_busy)
-            rf_conn_close(t, c);
+            rf_conn_finish(t, c);
     }
     if (t->now_ns >= t->next_timer_ns) {
         rf_thread_timers(t);

@@ -151,12 +151,10 @@ static void rf_epoll_flush(rf_thread_t *t, rf_conn_t *c)
     }
     if (c->dead)
         return;
-    if (c->out_bytes == 0 && c->closing) {
-        rf_conn_close(t, c);
-        return;
-    }
-    if (c->want_out)
-        rf_epoll_want_out(t, c, 0);
+    if (c->out_bytes == 0 && c->want_out)
+        rf_epoll_want_out(t, c, 0); /* or a lingering close would spin on EPOLLOUT */
+    if (c->out_bytes == 0 && c->closing)
+        rf_conn_finish(t, c);
 }
 
 static void rf_epoll_close(rf_thread_t *t, rf_conn_t *c)

@@ -192,7 +192,7 @@ static int rf_thread_setup(rf_io_t *io, rf_thread_t *t, int idx)
         b->data = t->rbuf_mem + (size_t)i * t->rbuf_size;
         b->bid = (uint16_t)i;
     }
-    int nlists = conf->npools * 2;
+    int nlists = conf->npools * RF_TIMER_KINDS;
     t->timers = rf_malloc((size_t)nlists * sizeof(*t->timers));
     if (t->timers == NULL)
         return -ENOMEM;

@@ -91,8 +91,10 @@ typedef struct rf_listener {
 
 enum rf_timer_kind {
     RF_TIMER_NONE = 0,
-    RF_TIMER_READ, /* a request (or the first record) is arriving */
-    RF_TIMER_IDLE, /* keep-alive, nothing in flight */
+    RF_TIMER_READ,   /* a request (or the first record) is arriving */
+    RF_TIMER_IDLE,   /* keep-alive, nothing in flight */
+    RF_TIMER_LINGER, /* error answer sent, write side shut, draining input */
+    RF_TIMER_KINDS = RF_TIMER_LINGER,
 };
 
 /*
@@ -119,6 +121,8 @@ struct rf_conn {
     uint8_t timer;      /* enum rf_timer_kind */
     uint8_t want_out;   /* epoll: EPOLLOUT registered */
     uint8_t fd_closed;
+    uint8_t linger;    /* after flushing: shut the write side, drain, close */
+    uint8_t lingering; /* write side shut, waiting for the peer's EOF */
     uint16_t inflight; /* uring: operations the kernel still holds */
     uint32_t nlive;    /* requests handed to a handler, not yet ended */
 
@@ -208,7 +212,7 @@ struct rf_thread {
     rf_conn_t *dirty;   /* connections with output to push */
     rf_conn_t *starved; /* uring: connections waiting for receive buffers */
     rf_conn_t *zombies; /* closed connections waiting to be freed */
-    rf_link_t *timers;  /* [pool * 2 + kind - 1]: FIFO by deadline */
+    rf_link_t *timers;  /* [pool * RF_TIMER_KINDS + kind - 1]: FIFO by deadline */
 
     rf_arena_pool_t arena_pool;
     rf_rbuf_t *rbufs;
@@ -240,6 +244,8 @@ void rf_conn_sent(rf_thread_t *t, rf_conn_t *c, size_t n);
 /* The backend closed c's fd; the struct may be freed when nothing else
  * points at it. */
 void rf_conn_fd_closed(rf_thread_t *t, rf_conn_t *c);
+/* A closing connection has sent everything: close it (or linger first). */
+void rf_conn_finish(rf_thread_t *t, rf_conn_t *c);
 /* Close c at once (error, timeout, shutdown). */
 void rf_conn_close(rf_thread_t *t, rf_conn_t *c);
 /* Look a connection up by slot and generation (NULL when stale). */
