@@ -16,6 +16,11 @@
 /* Hard cap for one name-value pair when max_params_bytes is unlimited. */
 #define RF_PROTO_PAIR_CAP (64u << 20)
 
+/* Body bytes a request may keep as slices of receive buffers; beyond this
+ * they are copied into its arena, so one upload cannot hold a large part of
+ * the thread's receive-buffer ring. */
+#define RF_PROTO_ZC_BODY (64u << 10)
+
 const char *rf_req_state_name(int state)
 {
     switch (state) {
@@ -338,7 +343,11 @@ static int rf_proto_stream(rf_proto_t *s, rf_req_t *r, rf_stream_t *st, const ui
     }
     if (st->fd < 0 && r->body_mem + n <= lim->buffer_memory) {
         rf_chunk_t *c = rf_arena_alloc(r->arena, sizeof(*c));
-        if (c == NULL || (c->data = rf_req_keep(r, p, n, owner)) == NULL)
+        if (c == NULL)
+            return -ENOMEM;
+        c->data = r->body_mem + n <= RF_PROTO_ZC_BODY ? rf_req_keep(r, p, n, owner)
+                                                      : rf_arena_memdup(r->arena, p, n);
+        if (c->data == NULL)
             return -ENOMEM;
         c->len = (uint32_t)n;
         c->next = NULL;

@@ -579,6 +579,28 @@ void rf_conn_finish(rf_thread_t *t, rf_conn_t *c)
     rf_conn_timer(t, c, RF_TIMER_LINGER);
 }
 
+/*
+ * Receive buffers are running out: copy every request that still points
+ * into them into its own arena and let the buffers go. Without this,
+ * half-received requests could hold every buffer while waiting for bytes
+ * that can no longer be received. Rare, so a scan of all connections.
+ */
+static void rf_thread_relieve(rf_thread_t *t)
+{
+    for (uint32_t i = 0; i < t->nslots; i++) {
+        rf_conn_t *c = t->slots[i];
+        if (c == NULL || c->dead)
+            continue;
+        for (rf_req_t *r = c->proto.reqs; r; r = r->next) {
+            if (r->nrefs && rf_req_detach(r) < 0) {
+                rf_log(RF_LOG_ERROR, "[pool %s] out of memory copying a request", c->pool->name);
+                rf_conn_close(t, c);
+                break;
+            }
+        }
+    }
+}
+
 static void rf_thread_timers(rf_thread_t *t)
 {
     int nlists = t->io->conf->npools * RF_TIMER_KINDS;
@@ -622,6 +644,10 @@ void rf_thread_after_events(rf_thread_t *t)
             t->be->flush(t, c);
         else if (c->closing && !c->send_busy)
             rf_conn_finish(t, c);
+    }
+    if (t->rbuf_free < t->rbuf_count / 4 && t->now_ns >= t->next_relieve_ns) {
+        rf_thread_relieve(t);
+        t->next_relieve_ns = t->now_ns + 10000000u;
     }
     if (t->now_ns >= t->next_timer_ns) {
         rf_thread_timers(t);

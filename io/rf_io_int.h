@@ -226,6 +226,7 @@ struct rf_thread {
 
     uint64_t now_ns;
     uint64_t next_timer_ns;
+    uint64_t next_relieve_ns;
 
     rf_proto_stats_t pstats;
     rf_io_stats_t stats;
