@@ -397,12 +397,18 @@ static int rf_proto_begin(rf_proto_t *s, const rf_fcgi_event_t *ev)
     }
     uint16_t role = rf_fcgi_begin_role(ev->data);
     uint8_t flags = rf_fcgi_begin_flags(ev->data);
+    /* Refused requests still honour KEEP_CONN: without it the connection
+     * ends after the answer. */
     if (role < RF_FCGI_RESPONDER || role > RF_FCGI_FILTER) {
         RF_STAT_INC(s->stats, unknown_roles);
+        if (!(flags & RF_FCGI_KEEP_CONN))
+            s->closing = 1;
         return rf_proto_send_end(s, ev->id, RF_FCGI_UNKNOWN_ROLE);
     }
     if (lim->max_multiplex && s->nreqs >= lim->max_multiplex) {
         RF_STAT_INC(s->stats, limit_multiplex);
+        if (!(flags & RF_FCGI_KEEP_CONN))
+            s->closing = 1;
         return rf_proto_send_end(s, ev->id, RF_FCGI_OVERLOADED);
     }
     rf_req_t *r = s->ops->req_new(s->ctx);
@@ -441,8 +447,6 @@ static int rf_proto_abort(rf_proto_t *s, rf_req_t *r)
     /* Not yet handed to anyone: answer the abort ourselves. */
     rf_proto_unlink(s, r);
     int rc = rf_proto_send_end(s, r->id, RF_FCGI_REQUEST_COMPLETE);
-    if (!r->keep_conn)
-        s->closing = 1;
     s->ops->req_free(s->ctx, r);
     return rc;
 }

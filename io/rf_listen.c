@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,10 @@ static int rf_listen_tcp(const char *addr, const rf_sockaddr_t *sa, int dual, in
         goto fail;
     if (dual)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    /* Responses are batched into one send per connection per loop turn, so
+     * Nagle only adds delay. Accepted sockets inherit this from the
+     * listener: no setsockopt per connection. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (bind(fd, (const struct sockaddr *)&sa->ss, sa->len) < 0)
         goto fail;
     if (listen(fd, backlog) < 0)

@@ -80,6 +80,26 @@ static void rf_dump_line(void *ctx, const char *line)
     rf_log(RF_LOG_NOTICE, "%s", line);
 }
 
+/* The descriptor a path names when it is one we inherited
+ * (/proc/self/fd/N, /dev/fd/N, /dev/stderr, /dev/stdout), else -1. */
+static int rf_inherited_fd(const char *path)
+{
+    if (strcmp(path, "/dev/stderr") == 0)
+        return 2;
+    if (strcmp(path, "/dev/stdout") == 0)
+        return 1;
+    const char *n = NULL;
+    if (strncmp(path, "/proc/self/fd/", 14) == 0)
+        n = path + 14;
+    else if (strncmp(path, "/dev/fd/", 8) == 0)
+        n = path + 8;
+    if (n == NULL || *n < '0' || *n > '9')
+        return -1;
+    char *end;
+    long fd = strtol(n, &end, 10);
+    return *end == '\0' && fd >= 0 && fd < 1024 ? (int)fd : -1;
+}
+
 static int rf_open_log(const rf_conf_t *conf, const rf_opts_t *o, int foreground)
 {
     const char *path = conf->error_log;
@@ -97,17 +117,21 @@ static int rf_open_log(const rf_conf_t *conf, const rf_opts_t *o, int foreground
         snprintf(full, sizeof(full), "%s/%s", o->prefix ? o->prefix : "/var", path);
         path = full;
     }
+    /* -F -O: the log goes to stderr, whatever error_log says. */
+    if (foreground && o->force_stderr)
+        return 0;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    int inherited = rf_inherited_fd(path);
+    if (fd < 0 && inherited >= 0) {
+        /* /proc/self/fd/2 cannot be opened when stderr is a socket (the
+         * journal: ENXIO) or a file we may not open again: use the
+         * descriptor we already have. */
+        fd = fcntl(inherited, F_DUPFD_CLOEXEC, 3);
+    }
     if (fd < 0) {
         rf_log(RF_LOG_ERROR, "failed to open error_log (%s): %s (%d)", path, strerror(errno),
                errno);
         return -errno;
-    }
-    /* Foreground on a terminal (or -O): the log goes to stderr as well in
-     * php-fpm; we keep it simple and send it to the file only, unless -O. */
-    if (foreground && o->force_stderr) {
-        close(fd);
-        return 0;
     }
     rf_log_set_fd(fd);
     return 0;
