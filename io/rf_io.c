@@ -225,7 +225,13 @@ int rf_io_start(rf_io_t **out, const rf_io_conf_t *conf)
     io->conf_copy = *conf;
     io->conf = &io->conf_copy;
     io->start_time = time(NULL);
-    io->nthreads = conf->threads > 0 ? conf->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    /* auto: one responder thread per 4 cpus. A thread serves far more
+     * requests than PHP executors can produce on a core, and a second one on
+     * a small machine mostly takes cpu from the executors and the web server
+     * (docs/benchmarks.md: 2 threads cost 1.9x the cpu per request of 1 on a
+     * 2-cpu machine). */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    io->nthreads = conf->threads > 0 ? conf->threads : (int)((ncpu + 3) / 4);
     if (io->nthreads < 1)
         io->nthreads = 1;
     uint32_t count = conf->rbuf_count ? conf->rbuf_count : RF_RBUF_COUNT_DEFAULT;

@@ -45,7 +45,7 @@ typedef struct rf_io_pool {
 } rf_io_pool_t;
 
 typedef struct rf_io_conf {
-    int threads;         /* 0 = one per online cpu */
+    int threads;         /* 0 = auto: one per 4 online cpus, at least 1 */
     const int *cpu_list; /* pin thread i to cpu_list[i % ncpu]; NULL = no pinning */
     int ncpu;
     int backend;              /* enum rf_io_backend */
