@@ -1,0 +1,3 @@
+<?php
+echo "bye";
+exit(3);
