@@ -63,6 +63,7 @@ void rf_proto_req_init(rf_req_t *r, uint16_t id)
     r->in.tail = &r->in.head;
     r->data.fd = -1;
     r->data.tail = &r->data.head;
+    r->script_name = -1;
 }
 
 const rf_param_t *rf_req_param(const rf_req_t *r, const char *name)
@@ -220,6 +221,8 @@ static int rf_proto_param_add(rf_proto_t *s, rf_req_t *r, const rf_fcgi_nv_t *nv
         r->params = p;
         r->params_cap = cap;
     }
+    if (nv->name_len == 11 && memcmp(nv->name, "SCRIPT_NAME", 11) == 0)
+        r->script_name = (int32_t)r->nparams;
     rf_param_t *p = &r->params[r->nparams++];
     p->name = (const char *)nv->name;
     p->name_len = nv->name_len;

@@ -99,6 +99,8 @@ typedef struct rf_req {
     struct rf_req *next; /* in the session's list of requests */
 
     rf_param_t *params;
+    int32_t script_name; /* index of the last SCRIPT_NAME param, -1 if none:
+                            ping, status and routing look at it per request */
     uint32_t nparams;
     uint32_t params_cap;
     uint32_t params_bytes; /* PARAMS content bytes received */
@@ -124,6 +126,12 @@ typedef struct rf_req {
 /* Find a param by name (exact, case-sensitive; last one wins as in
  * php-fpm). Returns NULL when absent. */
 const rf_param_t *rf_req_param(const rf_req_t *r, const char *name);
+
+/* The SCRIPT_NAME param (the last one, as php-fpm), or NULL. */
+static inline const rf_param_t *rf_req_script_name(const rf_req_t *r)
+{
+    return r->script_name >= 0 ? &r->params[r->script_name] : NULL;
+}
 
 /* Copy every slice the request points into receive buffers with into its
  * arena and drop the buffer references (call under buffer pressure, or

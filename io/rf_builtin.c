@@ -21,7 +21,7 @@
 
 static int rf_builtin_is(const rf_req_t *r, const char *path)
 {
-    const rf_param_t *p = rf_req_param(r, "SCRIPT_NAME");
+    const rf_param_t *p = rf_req_script_name(r);
     size_t len = strlen(path);
     return p && p->value_len == len && memcmp(p->value, path, len) == 0;
 }

@@ -144,10 +144,17 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
     rf_resp_end(r, 0, RF_FCGI_REQUEST_COMPLETE);
 }
 
+static int rf_script_is(const rf_param_t *sn, const char *path)
+{
+    size_t len = strlen(path);
+    return sn && sn->value_len == len && memcmp(sn->value, path, len) == 0;
+}
+
 int rf_status_handle(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
 {
     const rf_io_pool_t *pool = c->pool;
-    if (pool->ping_path && rf_param_is(r, "SCRIPT_NAME", pool->ping_path)) {
+    const rf_param_t *sn = rf_req_script_name(r);
+    if (pool->ping_path && rf_script_is(sn, pool->ping_path)) {
         static const char hdr[] = "Content-Type: text/plain\r\n" RF_NO_CACHE "\r\n";
         rf_resp_write(r, RF_FCGI_STDOUT, hdr, sizeof(hdr) - 1);
         if (!rf_param_is(r, "REQUEST_METHOD", "HEAD"))
@@ -155,7 +162,7 @@ int rf_status_handle(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
         rf_resp_end(r, 0, RF_FCGI_REQUEST_COMPLETE);
         return 1;
     }
-    if (pool->status_path && rf_param_is(r, "SCRIPT_NAME", pool->status_path)) {
+    if (pool->status_path && rf_script_is(sn, pool->status_path)) {
         rf_status_reply(t, c, r);
         return 1;
     }

@@ -659,6 +659,29 @@ TEST(ProtoRequest, NginxRequest)
     EXPECT_EQ(c.nfree, 0);
 }
 
+TEST(ProtoRequest, ScriptNameIsTheLastOne)
+{
+    /* nginx's stock fastcgi_params plus a site's own line send SCRIPT_NAME
+     * twice; php-fpm (and ping/status matching) use the last. */
+    Conn c;
+    Params ps = {{"SCRIPT_NAME", "/first.php"},
+                 {"QUERY_STRING", ""},
+                 {"SCRIPT_NAME", "/ping"},
+                 {"REQUEST_METHOD", "GET"}};
+    ASSERT_EQ(c.feed(nginx_request(1, ps, "")), 0);
+    ASSERT_EQ(c.held.size(), 1u);
+    const rf_param_t *sn = rf_req_script_name(c.held.at(0));
+    ASSERT_NE(sn, nullptr);
+    EXPECT_EQ(std::string(sn->value, sn->value_len), "/ping");
+
+    Conn none;
+    ASSERT_EQ(none.feed(nginx_request(1, {{"QUERY_STRING", "a=1"}}, "")), 0);
+    ASSERT_EQ(none.held.size(), 1u);
+    EXPECT_EQ(rf_req_script_name(none.held.at(0)), nullptr);
+    EXPECT_EQ(c.finish(c.held.at(0)), 0);
+    EXPECT_EQ(none.finish(none.held.at(0)), 0);
+}
+
 TEST(ProtoRequest, SplitAtEveryOffset)
 {
     const Bytes req = nginx_request();
