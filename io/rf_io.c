@@ -84,14 +84,15 @@ static int rf_io_pick_backend(rf_io_t *io)
     int want = io->conf->backend;
     if (want == RF_IO_EPOLL) {
         io->backend = RF_IO_EPOLL;
-        rf_log(RF_LOG_NOTICE, "using the epoll backend (io.backend = epoll), %d responder threads",
-               io->nthreads);
+        rf_log(RF_LOG_NOTICE, "using the epoll backend (io.backend = epoll), %d responder thread%s",
+               io->nthreads, io->nthreads == 1 ? "" : "s");
         return 0;
     }
     int rc = rf_io_probe_uring();
     if (rc == 0) {
         io->backend = RF_IO_URING;
-        rf_log(RF_LOG_NOTICE, "using the io_uring backend, %d responder threads", io->nthreads);
+        rf_log(RF_LOG_NOTICE, "using the io_uring backend, %d responder thread%s", io->nthreads,
+               io->nthreads == 1 ? "" : "s");
         return 0;
     }
     const char *why = rc == -ENOSYS ? "the kernel has no io_uring"
@@ -103,8 +104,8 @@ static int rf_io_pick_backend(rf_io_t *io)
         return rc;
     }
     io->backend = RF_IO_EPOLL;
-    rf_log(RF_LOG_NOTICE, "using the epoll backend: %s (%s), %d responder threads", why,
-           strerror(-rc), io->nthreads);
+    rf_log(RF_LOG_NOTICE, "using the epoll backend: %s (%s), %d responder thread%s", why,
+           strerror(-rc), io->nthreads, io->nthreads == 1 ? "" : "s");
     return 0;
 }
 
