@@ -401,6 +401,7 @@ static int executor_main(rf_chan_t *ch, uint32_t count)
         uint32_t n = m.len < sizeof(out) ? m.len : (uint32_t)sizeof(out);
         for (uint32_t k = 0; k < n; k++)
             out[k] = (char)m.data[m.len - 1 - k];
+        rf_chan_exec_release(ch); /* done with the request's bytes: free them before END */
         if (rf_chan_exec_write(ch, RF_CHAN_STDOUT, m.slot, m.gen, out, n) < 0 ||
             rf_chan_exec_end(ch, m.slot, m.gen, 0, 0) < 0)
             return 5;
