@@ -654,14 +654,15 @@ void rf_thread_after_events(rf_thread_t *t)
         t->next_timer_ns = t->now_ns + RF_TIMER_TICK_NS;
     }
     /* Free closed connections, except those still on the dirty list (a
-     * close during this iteration's flush): they go next time round. */
+     * close during this iteration's flush) or on the starved list (closed
+     * while waiting for receive buffers): they go once they are off it. */
     rf_conn_t *z = t->zombies, *keep = NULL;
     t->zombies = NULL;
     while (z) {
         rf_conn_t *c = z;
         z = c->zombie_next;
         RF_ASSERT(c->nlive == 0 && c->fd_closed);
-        if (c->in_dirty) {
+        if (c->in_dirty || c->starved) {
             c->zombie_next = keep;
             keep = c;
             continue;

@@ -257,8 +257,9 @@ static void rf_uring_publish_bufs(rf_thread_t *t)
         io_uring_buf_ring_advance(u->br, u->br_pending);
         u->br_pending = 0;
     }
-    /* Connections that ran dry resume once a quarter of the buffers is back. */
-    if (t->starved && t->rbuf_free >= t->rbuf_count / 4) {
+    /* Connections that ran dry resume once a quarter of the buffers is back
+     * (closed ones just leave the list; their memory is freed after). */
+    if (t->starved && (t->rbuf_free >= t->rbuf_count / 4 || t->stop)) {
         rf_conn_t *c = t->starved;
         t->starved = NULL;
         for (; c; c = c->starved_next) {
