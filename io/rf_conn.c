@@ -204,8 +204,8 @@ static void rf_conn_timer(rf_thread_t *t, rf_conn_t *c, int kind)
 
 static void rf_conn_update_timer(rf_thread_t *t, rf_conn_t *c)
 {
-    if (c->dead)
-        return;
+    if (c->dead || c->closing)
+        return; /* its timer is the linger deadline, or none */
     if (!rf_proto_idle(&c->proto))
         rf_conn_timer(t, c, RF_TIMER_READ);
     else if (c->proto.nreqs == 0)
