@@ -1,0 +1,489 @@
+/*
+ * rf_exec: the executor loop over an rf_chan channel. See rf_exec.h.
+ * Deliberately free of PHP headers: PHP is reached only through rf_php.h.
+ */
+#include "rf_exec.h"
+
+#include "rf_fcgi.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define EXEC_OUT_BUF_DEFAULT    8192u
+#define EXEC_MAX_PARAMS_LEN_DEF (1u << 20)
+#define EXEC_MAX_PARAMS_DEF     4096u
+
+/* The running request, handed to the rf_php_io_t callbacks. */
+typedef struct exec_req {
+    rf_chan_t *ch;
+    rf_exec_stats_t *st;
+    uint32_t slot, gen;
+    /* inline body, or a body fd with body_left bytes still to read */
+    const uint8_t *body;
+    size_t body_len, body_pos;
+    int body_fd;
+    uint64_t body_left;
+    /* stdout buffer */
+    char *obuf;
+    size_t ocap, olen;
+    uint32_t nlogs; /* STDERR messages sent for this request */
+    int wrote;      /* any stdout left the buffer or is in it */
+    int ended;      /* END already sent (fastcgi_finish_request) */
+    int aborted;    /* the responder sent ABORT for this request */
+    int err;        /* channel error (< 0): the loop returns it */
+} exec_req_t;
+
+void rf_exec_opts_init(rf_exec_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->body_sock = -1;
+}
+
+static int out_drain(exec_req_t *r)
+{
+    if (r->olen == 0 || r->err)
+        return r->err;
+    int rc = rf_chan_exec_write(r->ch, RF_CHAN_STDOUT, r->slot, r->gen, r->obuf, r->olen);
+    r->olen = 0;
+    if (rc < 0) {
+        r->err = rc;
+        return rc;
+    }
+    r->st->out_records++;
+    return 0;
+}
+
+/* Takes every ABORT at the head of the request ring (never a REQUEST). */
+static void check_abort(exec_req_t *r)
+{
+    rf_chan_msg_t m;
+
+    for (;;) {
+        int rc = rf_chan_exec_peek(r->ch, &m);
+        if (rc < 0) {
+            r->err = rc;
+            return;
+        }
+        if (rc == 0 || m.type != RF_CHAN_ABORT)
+            return;
+        (void)rf_chan_exec_next(r->ch, &m);
+        if (m.slot == r->slot && m.gen == r->gen) {
+            if (!r->aborted)
+                r->st->aborted++;
+            r->aborted = 1;
+        } else {
+            r->st->stale++;
+        }
+    }
+}
+
+static int io_aborted(void *ctx)
+{
+    exec_req_t *r = ctx;
+
+    if (r->aborted || r->err)
+        return 1;
+    if (r->ended)
+        return 0;
+    check_abort(r);
+    return r->aborted || r->err;
+}
+
+static ssize_t io_write(void *ctx, const char *p, size_t n)
+{
+    exec_req_t *r = ctx;
+
+    if (r->ended)
+        return (ssize_t)n; /* after fastcgi_finish_request: dropped */
+    if (r->aborted || r->err)
+        return -1;
+    r->wrote = 1;
+    if (r->olen + n <= r->ocap) {
+        memcpy(r->obuf + r->olen, p, n);
+        r->olen += n;
+        return (ssize_t)n;
+    }
+    if (out_drain(r) < 0)
+        return -1;
+    if (n >= r->ocap) {
+        /* large write: straight into the ring, no copy through the buffer */
+        int rc = rf_chan_exec_write(r->ch, RF_CHAN_STDOUT, r->slot, r->gen, p, n);
+        if (rc < 0) {
+            r->err = rc;
+            return -1;
+        }
+        r->st->out_records++;
+        return (ssize_t)n;
+    }
+    memcpy(r->obuf, p, n);
+    r->olen = n;
+    return (ssize_t)n;
+}
+
+static int io_flush(void *ctx)
+{
+    exec_req_t *r = ctx;
+
+    if (r->ended)
+        return 0;
+    if (r->aborted || r->err)
+        return -1;
+    if (out_drain(r) < 0)
+        return -1;
+    int rc = rf_chan_exec_put(r->ch, RF_CHAN_FLUSH, r->slot, r->gen, 0, 0, NULL, 0, 0);
+    if (rc < 0) {
+        r->err = rc;
+        return -1;
+    }
+    r->st->out_records++;
+    return 0;
+}
+
+static ssize_t io_read_body(void *ctx, char *buf, size_t n)
+{
+    exec_req_t *r = ctx;
+
+    if (r->ended || r->err)
+        return 0; /* the request record is released: no body any more */
+    if (r->body_fd >= 0) {
+        if (r->body_left == 0)
+            return 0;
+        if (n > r->body_left)
+            n = (size_t)r->body_left;
+        ssize_t got;
+        do {
+            got = read(r->body_fd, buf, n);
+        } while (got < 0 && errno == EINTR);
+        if (got <= 0)
+            return got < 0 ? -1 : 0;
+        r->body_left -= (uint64_t)got;
+        return got;
+    }
+    size_t left = r->body_len - r->body_pos;
+    if (n > left)
+        n = left;
+    memcpy(buf, r->body + r->body_pos, n);
+    r->body_pos += n;
+    return (ssize_t)n;
+}
+
+static void stray_log(const char *msg, size_t n)
+{
+    struct iovec iov[2] = {{(void *)msg, n}, {(void *)"\n", 1}};
+    ssize_t w = writev(STDERR_FILENO, iov, 2);
+    (void)w;
+}
+
+static void io_log(void *ctx, const char *msg, size_t n)
+{
+    exec_req_t *r = ctx;
+
+    if (r->ended || r->err) {
+        stray_log(msg, n);
+        return;
+    }
+    /* stdout written before the message goes first */
+    if (out_drain(r) < 0) {
+        stray_log(msg, n);
+        return;
+    }
+    int rc;
+    if (r->nlogs && n + 2 <= r->ocap) {
+        memcpy(r->obuf, "; ", 2);
+        memcpy(r->obuf + 2, msg, n);
+        rc = rf_chan_exec_write(r->ch, RF_CHAN_STDERR, r->slot, r->gen, r->obuf, n + 2);
+    } else {
+        rc = r->nlogs ? rf_chan_exec_write(r->ch, RF_CHAN_STDERR, r->slot, r->gen, "; ", 2) : 0;
+        if (rc == 0)
+            rc = rf_chan_exec_write(r->ch, RF_CHAN_STDERR, r->slot, r->gen, msg, n);
+    }
+    if (rc < 0) {
+        r->err = rc;
+        stray_log(msg, n);
+        return;
+    }
+    r->st->out_records++;
+    r->nlogs++;
+}
+
+/* Releases the request record (the rule: before END) and sends END. */
+static int send_end(exec_req_t *r, uint32_t app_status)
+{
+    int rc = rf_chan_exec_release(r->ch);
+    if (rc == 0)
+        rc = rf_chan_exec_end(r->ch, r->slot, r->gen, app_status, 0 /* FCGI_REQUEST_COMPLETE */);
+    if (rc < 0)
+        r->err = rc;
+    r->ended = 1;
+    return rc;
+}
+
+static int io_finish(void *ctx)
+{
+    exec_req_t *r = ctx;
+
+    if (r->ended)
+        return 0;
+    if (r->err || out_drain(r) < 0)
+        return -1;
+    /* php-fpm ends the FastCGI request with appStatus 0 here */
+    if (send_end(r, 0) < 0)
+        return -1;
+    r->st->finished++;
+    return 0;
+}
+
+static int recv_fd(int sock)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    char b;
+    struct iovec iov = {&b, 1};
+    struct msghdr mh = {0};
+    ssize_t n;
+
+    memset(cbuf, 0, sizeof(cbuf));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof(cbuf);
+    do {
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+            /* any extra fds in the message are a protocol error; close them */
+            size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 1; i < nfd; i++) {
+                int x;
+                memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(x));
+                close(x);
+            }
+            return fd;
+        }
+    }
+    return -1;
+}
+
+/* Growable params array, kept across requests. */
+typedef struct {
+    rf_php_param_t *v;
+    size_t n, cap;
+} param_vec_t;
+
+static int decode_params(param_vec_t *pv, const uint8_t *p, uint32_t len, uint32_t max_n)
+{
+    size_t pos = 0;
+
+    pv->n = 0;
+    while (pos < len) {
+        rf_fcgi_nv_t nv;
+        uint32_t need;
+        int rc = rf_fcgi_nv_decode(p + pos, len - pos, len, &nv, &need);
+        if (rc <= 0)
+            return -EPROTO;
+        pos += (size_t)rc;
+        if (pv->n == pv->cap) {
+            if (pv->cap >= max_n)
+                return -EPROTO;
+            size_t nc = pv->cap ? pv->cap * 2 : 64;
+            if (nc > max_n)
+                nc = max_n;
+            rf_php_param_t *nvp = realloc(pv->v, nc * sizeof(*nvp));
+            if (!nvp)
+                return -ENOMEM;
+            pv->v = nvp;
+            pv->cap = nc;
+        }
+        pv->v[pv->n++] = (rf_php_param_t){(const char *)nv.name, nv.name_len,
+                                          (const char *)nv.value, nv.value_len};
+    }
+    return 0;
+}
+
+static const char err500[] = "Status: 500 Internal Server Error\r\n"
+                             "Content-type: text/html; charset=UTF-8\r\n\r\n";
+
+static int run_request(rf_chan_t *ch, const rf_exec_opts_t *o, const rf_chan_msg_t *m,
+                       param_vec_t *pv, char *obuf, size_t ocap, rf_exec_stats_t *st)
+{
+    uint32_t max_pl = o->max_params_len ? o->max_params_len : EXEC_MAX_PARAMS_LEN_DEF;
+    uint32_t max_n = o->max_params ? o->max_params : EXEC_MAX_PARAMS_DEF;
+    int body_fd_req = (m->flags & RF_CHAN_F_BODY_FD) != 0;
+    exec_req_t r = {
+        .ch = ch,
+        .st = st,
+        .slot = m->slot,
+        .gen = m->gen,
+        .body_fd = -1,
+        .obuf = obuf,
+        .ocap = ocap,
+    };
+
+    if ((m->flags & ~RF_CHAN_F_KNOWN) || m->arg0 > m->len || m->arg0 > max_pl)
+        return -EPROTO;
+    if (body_fd_req ? m->len != m->arg0 : m->len - m->arg0 != m->arg1)
+        return -EPROTO;
+    int rc = decode_params(pv, m->data, m->arg0, max_n);
+    if (rc < 0)
+        return rc;
+    r.body = m->data + m->arg0;
+    r.body_len = body_fd_req ? 0 : m->arg1;
+
+    int status = 0, fail = 0;
+    if (body_fd_req) {
+        r.body_fd = o->body_sock >= 0 ? recv_fd(o->body_sock) : -1;
+        r.body_left = m->arg1;
+        if (r.body_fd < 0) {
+            static const char msg[] = "rf_exec: request body fd not received";
+            io_log(&r, msg, sizeof(msg) - 1);
+            fail = 1;
+        }
+    }
+    if (!fail) {
+        rf_php_io_t io = {
+            .ctx = &r,
+            .write = io_write,
+            .read_body = io_read_body,
+            .flush = io_flush,
+            .log = io_log,
+            .finish = io_finish,
+            .aborted = io_aborted,
+        };
+        double t = m->arg2 ? (double)m->arg2 / 1e9 : 0;
+        rc = rf_php_execute(pv->v, pv->n, &io, t, &status);
+        if (rc < 0) {
+            fail = 1;
+            if (rc == -EIO)
+                fail = 2;
+        }
+    }
+    if (r.body_fd >= 0)
+        close(r.body_fd);
+    if (fail) {
+        status = 255;
+        if (!r.wrote && !r.ended && !r.err && !r.aborted)
+            (void)io_write(&r, err500, sizeof(err500) - 1);
+    }
+    if (!r.ended) {
+        (void)out_drain(&r);
+        if (!r.err)
+            (void)send_end(&r, (uint32_t)status);
+    }
+    st->requests++;
+    if (r.err)
+        return r.err;
+    return fail == 2 ? -EIO : 0;
+}
+
+int rf_exec_main_stats(rf_chan_t *ch, const rf_exec_opts_t *o, rf_exec_stats_t *stats)
+{
+    rf_exec_stats_t local;
+    rf_exec_opts_t defo;
+    param_vec_t pv = {0};
+    uint64_t done = 0;
+    int ret = 0;
+
+    if (!o) {
+        rf_exec_opts_init(&defo);
+        o = &defo;
+    }
+    if (!stats)
+        stats = &local;
+    memset(stats, 0, sizeof(*stats));
+    size_t ocap = o->out_buf ? o->out_buf : EXEC_OUT_BUF_DEFAULT;
+    char *obuf = malloc(ocap);
+    if (!obuf)
+        return -ENOMEM;
+
+    for (;;) {
+        rf_chan_msg_t m;
+
+        if (o->max_requests && done >= o->max_requests)
+            break;
+        if (o->stop && *o->stop)
+            break;
+        int rc = rf_chan_exec_next(ch, &m);
+        if (rc < 0) {
+            ret = rc;
+            break;
+        }
+        if (rc == 0) {
+            rc = rf_chan_exec_wait(ch, -1);
+            if (rc < 0 && rc != -EINTR) {
+                ret = rc;
+                break;
+            }
+            continue;
+        }
+        if (m.type == RF_CHAN_ABORT) {
+            /* for a request that already ended */
+            stats->stale++;
+            (void)rf_chan_exec_release(ch);
+            continue;
+        }
+        if (m.type != RF_CHAN_REQUEST) {
+            ret = -EPROTO;
+            break;
+        }
+        rc = run_request(ch, o, &m, &pv, obuf, ocap, stats);
+        done++;
+        if (rc < 0) {
+            ret = rc;
+            break;
+        }
+    }
+    free(pv.v);
+    free(obuf);
+    return ret;
+}
+
+int rf_exec_main(rf_chan_t *ch, const rf_exec_opts_t *o)
+{
+    return rf_exec_main_stats(ch, o, NULL);
+}
+
+long rf_exec_encode_request(uint8_t *out, size_t cap, const rf_php_param_t *params, size_t n,
+                            const void *body, size_t body_len, rf_chan_req_t *req)
+{
+    size_t need = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (params[i].name_len > 0x7fffffffu || params[i].value_len > 0x7fffffffu)
+            return -E2BIG;
+        need += rf_fcgi_nv_size((uint32_t)params[i].name_len, (uint32_t)params[i].value_len);
+    }
+    size_t plen = need;
+    need += body_len;
+    if (plen > UINT32_MAX || body_len > UINT32_MAX || need > (size_t)0x7fffffff)
+        return -E2BIG;
+    if (!out)
+        return (long)need;
+    if (cap < need)
+        return -E2BIG;
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        int w =
+            rf_fcgi_nv_encode(out + pos, cap - pos, params[i].name, (uint32_t)params[i].name_len,
+                              params[i].value, (uint32_t)params[i].value_len);
+        if (w < 0)
+            return w;
+        pos += (size_t)w;
+    }
+    if (body_len)
+        memcpy(out + pos, body, body_len);
+    if (req) {
+        req->flags = 0;
+        req->params_len = (uint32_t)plen;
+        req->body_len = (uint32_t)body_len;
+    }
+    return (long)need;
+}

@@ -1,0 +1,108 @@
+/*
+ * rf_exec: the executor process's request loop. It takes REQUEST records
+ * off its channel (pm/rf_chan.h), runs each through the fpm-fcgi SAPI
+ * (pm/sapi/rf_php.h) and streams the output back as STDOUT / STDERR / FLUSH
+ * records followed by one END per request.
+ *
+ * REQUEST payload (what rf_exec_encode_request lays out and what the
+ * responder may also pass through verbatim from the web server's PARAMS
+ * stream): the first arg0 (params_len) bytes are the params as FastCGI
+ * name-value pairs (core/rf_fcgi.h), the rest is the inline body, arg1 bytes
+ * long. With RF_CHAN_F_BODY_FD the body is not inline: its fd arrives over
+ * opts->body_sock (SCM_RIGHTS, one fd per such request, sent before or right
+ * after the record) and arg1 bytes are read from it.
+ *
+ * Per request the executor:
+ *   - buffers stdout (opts->out_buf bytes, default 8 KiB, like php-fpm's
+ *     out_buf) and writes it as STDOUT records when full, on flush() (then a
+ *     FLUSH marker follows) and at the end;
+ *   - sends each PHP log message as a STDERR record, joined to the previous
+ *     ones of the request with "; " (php-fpm's FCGI_STDERR format); pending
+ *     stdout goes first so the order is kept;
+ *   - on fastcgi_finish_request() writes what is buffered, releases the
+ *     request record and sends END (app status 0, as php-fpm) at once; the
+ *     script keeps running, its later output is dropped and its later log
+ *     messages go to this process's stderr (fd 2) as "<msg>\n";
+ *   - answers aborted() by peeking at the request ring: an ABORT for the
+ *     running slot/gen at its head is consumed and the request counts as
+ *     aborted from then on (writes fail, as on a dead connection). An ABORT
+ *     queued behind the next REQUEST is not seen until that request is
+ *     taken (it is then stale and skipped);
+ *   - releases the request record (rf_chan_exec_release) before writing
+ *     END, as rf_chan.h requires, and ends with END(app status = the
+ *     script's exit status, protocol status 0 = FCGI_REQUEST_COMPLETE).
+ * ABORT records for requests no longer running are consumed and ignored.
+ *
+ * Single-threaded, in the process that inherited PHP (rf_php_startup) and
+ * the channel handle from master.
+ */
+#ifndef RF_EXEC_H
+#define RF_EXEC_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rf_chan.h"
+#include "rf_php.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rf_exec_opts {
+    /* pm.max_requests: return after this many requests; 0 = no limit. */
+    uint32_t max_requests;
+    /* stdout buffer size in bytes; 0 = 8192. */
+    uint32_t out_buf;
+    /* Largest params block / number of params accepted; 0 = 1 MiB / 4096. */
+    uint32_t max_params_len;
+    uint32_t max_params;
+    /* Socket the BODY_FD fds arrive on (SCM_RIGHTS); < 0 = none (such a
+     * request is then answered with a 500 and END). Set it explicitly:
+     * 0 is a valid fd. */
+    int body_sock;
+    /* Optional: checked whenever the loop would block and after each
+     * request; when non-zero rf_exec_main returns 0. A signal handler that
+     * sets it makes the wait return (-EINTR) so it is seen at once. */
+    volatile sig_atomic_t *stop;
+} rf_exec_opts_t;
+
+/* Fills o with the defaults (body_sock = -1, the rest zero). */
+void rf_exec_opts_init(rf_exec_opts_t *o);
+
+/* Counters of this executor, for tests and display. */
+typedef struct rf_exec_stats {
+    uint64_t requests;    /* requests run (ENDs sent) */
+    uint64_t aborted;     /* ABORTs that hit a running request */
+    uint64_t stale;       /* ABORTs for requests no longer running */
+    uint64_t finished;    /* fastcgi_finish_request early ENDs */
+    uint64_t out_records; /* STDOUT/STDERR/FLUSH records written */
+} rf_exec_stats_t;
+
+/*
+ * The executor loop. Returns 0 after o->max_requests requests or when
+ * *o->stop is set; -EPROTO when the channel is broken or a request record
+ * is malformed; -EIO when PHP could not start a request (rf_php_execute
+ * failed: the process should exit, as php-fpm's child does); -ENOMEM.
+ * The caller then exits the process (_exit is fine). stats may be NULL.
+ */
+int rf_exec_main(rf_chan_t *ch, const rf_exec_opts_t *o);
+int rf_exec_main_stats(rf_chan_t *ch, const rf_exec_opts_t *o, rf_exec_stats_t *stats);
+
+/*
+ * Responder side (and tests): lays out a REQUEST payload in out — params
+ * as FastCGI NV pairs, then body_len inline body bytes — and fills *req
+ * (slot, gen and t_queued_ns are left for the caller; flags = 0). Returns
+ * the payload length (send it as one iovec), or -E2BIG when cap is too
+ * small or a length does not fit the format; out may be NULL with cap 0 to
+ * learn the size needed (then -E2BIG is not returned for cap).
+ */
+long rf_exec_encode_request(uint8_t *out, size_t cap, const rf_php_param_t *params, size_t n,
+                            const void *body, size_t body_len, rf_chan_req_t *req);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RF_EXEC_H */
