@@ -26,17 +26,8 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "rf_fuzz.h"
 #include "rf_chan.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef struct {
     const uint8_t *p;

@@ -13,17 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rf_fuzz.h"
 #include "rf_fcgi.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Checks one decoded pair of r bytes at buf and round-trips it. */
 static void check_pair(const uint8_t *buf, int r, const rf_fcgi_nv_t *nv, uint32_t max_len)

@@ -14,17 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rf_fuzz.h"
 #include "rf_fcgi.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /*
  * A canonical log of a parse, independent of how the input was split: per

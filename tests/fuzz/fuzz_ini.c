@@ -8,20 +8,13 @@
  * returned as is, and every failure carries a message and a line. The
  * number helpers get the text as well. Corpus: tests/fuzz/corpus/ini/.
  */
+#include "rf_fuzz.h"
 #include "rf_ini.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
 
 struct fz {
     unsigned flags;

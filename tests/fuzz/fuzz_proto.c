@@ -24,19 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rf_fuzz.h"
 #include "rf_arena.h"
 #include "rf_fcgi.h"
 #include "rf_proto.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define MAX_LIVE   32   /* requests alive at once (max_multiplex is 8) */
 #define SINK_SLOTS 16   /* two streams per request in flight */

@@ -336,9 +336,9 @@ def fetch_status(address, path="/status", timeout=5.0):
         raise HarnessError("status is not JSON (%s): %r" % (e, response.stdout[:500]))
 
 
-def group_members(pgid):
-    """Live (non-zombie) pids whose process group is pgid."""
-    members = []
+def live_processes():
+    """(pid, stat fields after the command) of every live, non-zombie
+    process: fields[0] is the state, [1] the parent pid, [2] the group."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -348,9 +348,13 @@ def group_members(pgid):
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry))
-    return members
+        if fields[0] != "Z":
+            yield int(entry), fields
+
+
+def group_members(pgid):
+    """Live (non-zombie) pids whose process group is pgid."""
+    return [pid for pid, fields in live_processes() if int(fields[2]) == pgid]
 
 
 def _read_text(path):

@@ -98,19 +98,7 @@ def process_running(pid):
 
 def children_of(pid):
     """Live pids whose parent is pid (nginx's workers)."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            kids.append(int(entry))
-    return kids
+    return [kid for kid, fields in harness.live_processes() if int(fields[1]) == pid]
 
 
 class Nginx:
