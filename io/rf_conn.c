@@ -629,7 +629,7 @@ static void rf_thread_timers(rf_thread_t *t)
 
 void rf_thread_after_events(rf_thread_t *t)
 {
-    t->now_ns = rf_now_ns();
+    /* t->now_ns was read by the backend's poll right after its wait. */
     /* Push output: each connection gets one send for everything its
      * requests produced during this iteration. */
     rf_conn_t *list = t->dirty;

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "rf_io_int.h"
@@ -21,7 +20,6 @@
 enum {
     RF_EP_ACCEPT = 1,
     RF_EP_CONN,
-    RF_EP_WAKE,
 };
 
 #define RF_EP_EVENTS     256
@@ -30,7 +28,6 @@ enum {
 
 typedef struct rf_epoll {
     int epfd;
-    int wake_fd;
     struct epoll_event events[RF_EP_EVENTS];
     uint64_t *accept_retry_ns;
 } rf_epoll_t;
@@ -40,16 +37,9 @@ static int rf_epoll_init(rf_thread_t *t)
     rf_epoll_t *e = rf_calloc(1, sizeof(*e));
     if (e == NULL)
         return -ENOMEM;
-    e->wake_fd = -1;
     t->be_data = e;
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (e->epfd < 0)
-        return -errno;
-    e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (e->wake_fd < 0)
-        return -errno;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = rf_io_user_data(RF_EP_WAKE, 0, 0)};
-    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->wake_fd, &ev) < 0)
         return -errno;
     e->accept_retry_ns = rf_calloc((size_t)t->io->nlisteners, sizeof(uint64_t));
     if (e->accept_retry_ns == NULL)
@@ -70,8 +60,6 @@ static void rf_epoll_fini(rf_thread_t *t)
         return;
     if (e->epfd >= 0)
         close(e->epfd);
-    if (e->wake_fd >= 0)
-        close(e->wake_fd);
     rf_free(e->accept_retry_ns);
     rf_free(e);
     t->be_data = NULL;
@@ -269,12 +257,6 @@ static int rf_epoll_poll(rf_thread_t *t, int timeout_ms)
                 rf_epoll_accept(t, (int)slot);
             continue;
         }
-        if (op == RF_EP_WAKE) {
-            uint64_t v;
-            ssize_t r = read(e->wake_fd, &v, sizeof(v));
-            (void)r;
-            continue;
-        }
         rf_conn_t *c = rf_conn_lookup(t, slot, (uint32_t)(ud >> 32));
         if (c == NULL || c->dead)
             continue;
@@ -284,14 +266,6 @@ static int rf_epoll_poll(rf_thread_t *t, int timeout_ms)
             rf_epoll_read(t, c);
     }
     return n;
-}
-
-static void rf_epoll_wake(rf_thread_t *t)
-{
-    rf_epoll_t *e = t->be_data;
-    uint64_t one = 1;
-    ssize_t w = write(e->wake_fd, &one, sizeof(one));
-    (void)w;
 }
 
 const rf_backend_ops_t rf_epoll_ops = {
@@ -304,5 +278,4 @@ const rf_backend_ops_t rf_epoll_ops = {
     .close = rf_epoll_close,
     .poll = rf_epoll_poll,
     .rbuf_return = rf_epoll_rbuf_return,
-    .wake = rf_epoll_wake,
 };

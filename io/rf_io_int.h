@@ -171,8 +171,6 @@ typedef struct rf_backend_ops {
     int (*poll)(rf_thread_t *t, int timeout_ms);
     /* Give a receive buffer back (its last reference went away). */
     void (*rbuf_return)(rf_thread_t *t, rf_rbuf_t *b);
-    /* Wake the loop from another thread. */
-    void (*wake)(rf_thread_t *t);
 } rf_backend_ops_t;
 
 extern const rf_backend_ops_t rf_uring_ops;

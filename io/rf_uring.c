@@ -12,7 +12,6 @@
 #include <liburing.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -26,7 +25,6 @@ enum {
     RF_OP_SEND,
     RF_OP_CANCEL,
     RF_OP_CLOSE,
-    RF_OP_WAKE,
 };
 
 #define RF_BGID 0
@@ -44,8 +42,6 @@ typedef struct rf_uring {
     size_t br_bytes;
     int br_mask;
     int br_pending; /* buffers added since the last advance */
-    int wake_fd;
-    uint64_t wake_val; /* the eventfd read lands here */
     rf_sendctx_t *send_free;
     uint64_t *accept_retry_ns; /* per listener: 0 armed, else when to re-arm */
 } rf_uring_t;
@@ -62,19 +58,11 @@ static struct io_uring_sqe *rf_uring_sqe(rf_uring_t *u)
     return sqe;
 }
 
-static void rf_uring_arm_wake(rf_uring_t *u)
-{
-    struct io_uring_sqe *sqe = rf_uring_sqe(u);
-    io_uring_prep_read(sqe, u->wake_fd, &u->wake_val, sizeof(u->wake_val), 0);
-    io_uring_sqe_set_data64(sqe, rf_io_user_data(RF_OP_WAKE, 0, 0));
-}
-
 static int rf_uring_init(rf_thread_t *t)
 {
     rf_uring_t *u = rf_calloc(1, sizeof(*u));
     if (u == NULL)
         return -ENOMEM;
-    u->wake_fd = -1;
     t->be_data = u;
 
     uint32_t entries = t->io->conf->ring_entries ? t->io->conf->ring_entries : 4096;
@@ -119,10 +107,6 @@ static int rf_uring_init(rf_thread_t *t)
     io_uring_buf_ring_advance(u->br, (int)t->rbuf_count);
     t->rbuf_free = t->rbuf_count;
 
-    u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (u->wake_fd < 0)
-        return -errno;
-    rf_uring_arm_wake(u);
     u->accept_retry_ns = rf_calloc((size_t)t->io->nlisteners, sizeof(uint64_t));
     if (u->accept_retry_ns == NULL)
         return -ENOMEM;
@@ -138,8 +122,6 @@ static void rf_uring_fini(rf_thread_t *t)
         io_uring_queue_exit(&u->ring);
     if (u->br)
         munmap(u->br, u->br_bytes);
-    if (u->wake_fd >= 0)
-        close(u->wake_fd);
     rf_sendctx_t *s, *next;
     for (s = u->send_free; s; s = next) {
         next = s->next;
@@ -368,10 +350,6 @@ static void rf_uring_cqe(rf_thread_t *t, struct io_uring_cqe *cqe)
             rf_conn_fd_closed(t, c);
         }
         return;
-    case RF_OP_WAKE:
-        if (!t->stop)
-            rf_uring_arm_wake(u);
-        return;
     }
     RF_ASSERT(!"unknown io_uring completion");
 }
@@ -405,14 +383,6 @@ static int rf_uring_poll(rf_thread_t *t, int timeout_ms)
     return (int)n;
 }
 
-static void rf_uring_wake(rf_thread_t *t)
-{
-    rf_uring_t *u = t->be_data;
-    uint64_t one = 1;
-    ssize_t w = write(u->wake_fd, &one, sizeof(one));
-    (void)w;
-}
-
 const rf_backend_ops_t rf_uring_ops = {
     .name = "io_uring",
     .init = rf_uring_init,
@@ -423,5 +393,4 @@ const rf_backend_ops_t rf_uring_ops = {
     .close = rf_uring_close,
     .poll = rf_uring_poll,
     .rbuf_return = rf_uring_rbuf_return,
-    .wake = rf_uring_wake,
 };
