@@ -50,24 +50,31 @@ typedef struct rf_directive {
     const char *name;
     int scope;
     int type;
-    size_t off; /* into rf_conf_t or rf_conf_pool_t */
+    size_t off;  /* into rf_conf_t or rf_conf_pool_t */
+    int pending; /* parsed and validated, acted on once PHP executors run:
+                    named in the startup warning when set */
 } rf_directive_t;
 
 #define G(n, t, f)                                                                                 \
     {                                                                                              \
-        n, RF_SCOPE_GLOBAL, t, offsetof(rf_conf_t, f)                                              \
+        n, RF_SCOPE_GLOBAL, t, offsetof(rf_conf_t, f), 0                                           \
     }
 #define P(n, t, f)                                                                                 \
     {                                                                                              \
-        n, RF_SCOPE_POOL, t, offsetof(rf_conf_pool_t, f)                                           \
+        n, RF_SCOPE_POOL, t, offsetof(rf_conf_pool_t, f), 0                                        \
+    }
+/* A pool directive parsed now, acted on with the PHP executors. */
+#define PP(n, t, f)                                                                                \
+    {                                                                                              \
+        n, RF_SCOPE_POOL, t, offsetof(rf_conf_pool_t, f), 1                                        \
     }
 #define GI(n)                                                                                      \
     {                                                                                              \
-        n, RF_SCOPE_GLOBAL, RF_T_IGNORED, 0                                                        \
+        n, RF_SCOPE_GLOBAL, RF_T_IGNORED, 0, 0                                                     \
     }
 #define PI(n)                                                                                      \
     {                                                                                              \
-        n, RF_SCOPE_POOL, RF_T_IGNORED, 0                                                          \
+        n, RF_SCOPE_POOL, RF_T_IGNORED, 0, 0                                                       \
     }
 
 static const rf_directive_t rf_directives[] = {
@@ -100,46 +107,46 @@ static const rf_directive_t rf_directives[] = {
     G("responder.recv_buffer_size", RF_T_SIZE, recv_buffer_size),
 
     /* pools, php-fpm 8.2 order */
-    P("prefix", RF_T_STR, prefix),
-    P("user", RF_T_STR, user),
-    P("group", RF_T_STR, group),
+    PP("prefix", RF_T_STR, prefix),
+    PP("user", RF_T_STR, user),
+    PP("group", RF_T_STR, group),
     P("listen", RF_T_STR, listen),
     P("listen.backlog", RF_T_INT, listen_backlog),
     PI("listen.acl_users"),
     PI("listen.acl_groups"),
-    P("listen.owner", RF_T_STR, listen_owner),
-    P("listen.group", RF_T_STR, listen_group),
+    PP("listen.owner", RF_T_STR, listen_owner),
+    PP("listen.group", RF_T_STR, listen_group),
     P("listen.mode", RF_T_MODE, listen_mode),
-    P("listen.allowed_clients", RF_T_STR, listen_allowed_clients),
+    PP("listen.allowed_clients", RF_T_STR, listen_allowed_clients),
     PI("process.priority"),
     PI("process.dumpable"),
-    P("pm", RF_T_PM, pm),
-    P("pm.max_children", RF_T_INT, pm_max_children),
-    P("pm.start_servers", RF_T_INT, pm_start_servers),
-    P("pm.min_spare_servers", RF_T_INT, pm_min_spare_servers),
-    P("pm.max_spare_servers", RF_T_INT, pm_max_spare_servers),
-    P("pm.max_spawn_rate", RF_T_INT, pm_max_spawn_rate),
-    P("pm.process_idle_timeout", RF_T_TIME, pm_process_idle_timeout),
-    P("pm.max_requests", RF_T_INT, pm_max_requests),
+    PP("pm", RF_T_PM, pm),
+    PP("pm.max_children", RF_T_INT, pm_max_children),
+    PP("pm.start_servers", RF_T_INT, pm_start_servers),
+    PP("pm.min_spare_servers", RF_T_INT, pm_min_spare_servers),
+    PP("pm.max_spare_servers", RF_T_INT, pm_max_spare_servers),
+    PP("pm.max_spawn_rate", RF_T_INT, pm_max_spawn_rate),
+    PP("pm.process_idle_timeout", RF_T_TIME, pm_process_idle_timeout),
+    PP("pm.max_requests", RF_T_INT, pm_max_requests),
     P("pm.status_path", RF_T_STR, pm_status_path),
     PI("pm.status_listen"),
     P("ping.path", RF_T_STR, ping_path),
     P("ping.response", RF_T_STR, ping_response),
-    P("access.log", RF_T_STR, access_log),
-    P("access.format", RF_T_STR, access_format),
-    P("slowlog", RF_T_STR, slowlog),
-    P("request_slowlog_timeout", RF_T_TIME, request_slowlog_timeout),
+    PP("access.log", RF_T_STR, access_log),
+    PP("access.format", RF_T_STR, access_format),
+    PP("slowlog", RF_T_STR, slowlog),
+    PP("request_slowlog_timeout", RF_T_TIME, request_slowlog_timeout),
     PI("request_slowlog_trace_depth"),
-    P("request_terminate_timeout", RF_T_TIME, request_terminate_timeout),
+    PP("request_terminate_timeout", RF_T_TIME, request_terminate_timeout),
     PI("request_terminate_timeout_track_finished"),
     PI("rlimit_files"),
     PI("rlimit_core"),
-    P("chroot", RF_T_STR, chroot),
-    P("chdir", RF_T_STR, chdir),
-    P("catch_workers_output", RF_T_BOOL, catch_workers_output),
+    PP("chroot", RF_T_STR, chroot),
+    PP("chdir", RF_T_STR, chdir),
+    PP("catch_workers_output", RF_T_BOOL, catch_workers_output),
     PI("decorate_workers_output"),
-    P("clear_env", RF_T_BOOL, clear_env),
-    P("security.limit_extensions", RF_T_STR, security_limit_extensions),
+    PP("clear_env", RF_T_BOOL, clear_env),
+    PP("security.limit_extensions", RF_T_STR, security_limit_extensions),
     PI("apparmor_hat"),
     /* pools, ringfpm */
     P("request.max_params_bytes", RF_T_SIZE, max_params_bytes),
@@ -149,35 +156,6 @@ static const rf_directive_t rf_directives[] = {
     P("request.buffer_memory", RF_T_SIZE, buffer_memory),
     P("request.max_body", RF_T_SIZE, max_body),
     P("request.read_timeout", RF_T_TIME_MS, read_timeout_ms),
-};
-
-/* Pool directives ringfpm parses but whose behaviour arrives with the
- * process manager (PHP executors): named in the startup warning. */
-static const char *const rf_pending_pool[] = {
-    "user",
-    "group",
-    "listen.owner",
-    "listen.group",
-    "listen.allowed_clients",
-    "pm",
-    "pm.max_children",
-    "pm.start_servers",
-    "pm.min_spare_servers",
-    "pm.max_spare_servers",
-    "pm.max_spawn_rate",
-    "pm.process_idle_timeout",
-    "pm.max_requests",
-    "access.log",
-    "access.format",
-    "slowlog",
-    "request_slowlog_timeout",
-    "request_terminate_timeout",
-    "chroot",
-    "chdir",
-    "catch_workers_output",
-    "clear_env",
-    "security.limit_extensions",
-    "prefix",
 };
 
 typedef struct rf_load {
@@ -423,7 +401,7 @@ static int rf_include(rf_load_t *ld, const char *pattern, int line)
     return 0;
 }
 
-static int rf_set(rf_load_t *ld, const rf_directive_t *d, const char *value, int line)
+static int rf_store(rf_load_t *ld, const rf_directive_t *d, const char *value, int line)
 {
     void *base = d->scope == RF_SCOPE_GLOBAL ? (void *)ld->conf : (void *)ld->pool;
     void *field = (char *)base + d->off;
@@ -518,6 +496,14 @@ static int rf_set(rf_load_t *ld, const rf_directive_t *d, const char *value, int
         return 0;
     }
     return rf_fail(ld, line, "internal: directive type %d", d->type);
+}
+
+static int rf_set(rf_load_t *ld, const rf_directive_t *d, const char *value, int line)
+{
+    int rc = rf_store(ld, d, value, line);
+    if (rc == 0 && d->pending)
+        rf_note_ignored(&ld->pool->ignored, d->name);
+    return rc;
 }
 
 static const char *rf_getenv(void *ctx, const char *name)
@@ -905,53 +891,10 @@ void rf_conf_warn_ignored(const rf_conf_t *conf)
                conf->ignored);
     for (int i = 0; i < conf->npools; i++) {
         const rf_conf_pool_t *p = &conf->pools[i];
-        char *list = p->ignored ? rf_strdup(p->ignored) : NULL;
-        /* Parsed and validated, but acted on only once PHP executors run. */
-        for (size_t k = 0; k < sizeof(rf_pending_pool) / sizeof(rf_pending_pool[0]); k++) {
-            const char *n = rf_pending_pool[k];
-            int set = 0;
-            if (strcmp(n, "user") == 0)
-                set = p->user != NULL;
-            else if (strcmp(n, "group") == 0)
-                set = p->group != NULL;
-            else if (strcmp(n, "listen.owner") == 0)
-                set = p->listen_owner != NULL;
-            else if (strcmp(n, "listen.group") == 0)
-                set = p->listen_group != NULL;
-            else if (strcmp(n, "listen.allowed_clients") == 0)
-                set = p->listen_allowed_clients != NULL;
-            else if (strcmp(n, "pm") == 0)
-                set = p->pm != RF_PM_NONE && conf->file != NULL;
-            else if (strcmp(n, "pm.max_children") == 0)
-                set = p->pm_max_children != 0 && conf->file != NULL;
-            else if (strcmp(n, "pm.max_requests") == 0)
-                set = p->pm_max_requests != 0;
-            else if (strcmp(n, "access.log") == 0)
-                set = p->access_log != NULL;
-            else if (strcmp(n, "slowlog") == 0)
-                set = p->slowlog != NULL;
-            else if (strcmp(n, "request_terminate_timeout") == 0)
-                set = p->request_terminate_timeout != 0;
-            else if (strcmp(n, "request_slowlog_timeout") == 0)
-                set = p->request_slowlog_timeout != 0;
-            else if (strcmp(n, "chroot") == 0)
-                set = p->chroot != NULL;
-            else if (strcmp(n, "chdir") == 0)
-                set = p->chdir != NULL;
-            else if (strcmp(n, "catch_workers_output") == 0)
-                set = p->catch_workers_output != 0;
-            else if (strcmp(n, "security.limit_extensions") == 0)
-                set = p->security_limit_extensions != NULL;
-            else if (strcmp(n, "prefix") == 0)
-                set = p->prefix != NULL;
-            if (set)
-                rf_note_ignored(&list, n);
-        }
-        if (list)
+        if (p->ignored)
             rf_log(RF_LOG_WARNING,
                    "[pool %s] not implemented by ringfpm yet (no PHP executors in this build), "
                    "ignored: %s",
-                   p->name, list);
-        free(list);
+                   p->name, p->ignored);
     }
 }

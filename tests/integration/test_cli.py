@@ -1,6 +1,7 @@
 """The ringfpm command itself: logging to an inherited stderr."""
 
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -41,3 +42,30 @@ class InheritedStderrLogTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class NotImplementedWarningTest(unittest.TestCase):
+    """php-fpm directives ringfpm parses but does not act on yet are named
+    in one startup warning per pool, never accepted silently."""
+
+    def test_pending_directives_are_named(self):
+        server = harness.RingFpm(pools={"www": {
+            "pm": "dynamic", "pm.max_children": "5", "pm.start_servers": "2",
+            "pm.min_spare_servers": "1", "pm.max_spare_servers": "3",
+            "access.format": '"%R %s"', "env[APP]": "x",
+        }})
+        server.start()
+        self.addCleanup(server.cleanup)
+        match = server.wait_log(r"\[pool www\] not implemented by ringfpm yet[^\n]*")
+        self.assertIsNotNone(match, server.log())
+        line = match.group(0)
+        for name in ("pm", "pm.max_children", "pm.start_servers", "pm.min_spare_servers",
+                     "pm.max_spare_servers", "access.format", "env"):
+            self.assertRegex(line, r"(: |, )%s(,|$)" % re.escape(name))
+
+    def test_no_warning_when_nothing_is_pending(self):
+        server = harness.RingFpm(pools={"www": {"ping.path": "/ping"}})
+        server.start()
+        self.addCleanup(server.cleanup)
+        self.assertIsNotNone(server.wait_log(r"ready to handle connections"))
+        self.assertNotIn("not implemented by ringfpm yet", server.log())
