@@ -20,6 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import unittest
 
 import fcgi
 
@@ -60,6 +61,33 @@ def build_dir():
 
 def binary_path():
     return os.path.join(build_dir(), "pm", "ringfpm")
+
+
+def built_binary(*relpaths):
+    """The first of relpaths (relative to the build dir) that is an
+    executable there, or None."""
+    for rel in relpaths:
+        path = os.path.join(build_dir(), rel)
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+PHP_SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "php")
+
+
+def skip_if_php_cannot_start(driver):
+    """Skip the calling test class when driver (a program that starts PHP)
+    runs in a sanitizer build: Debian's libphp dlopens extensions (opcache)
+    with RTLD_DEEPBIND, which the sanitizer runtime refuses, so PHP cannot
+    start at all there. The plain build runs these tests."""
+    if driver is None:
+        return
+    probe = subprocess.run([driver, os.path.join(PHP_SCRIPTS, "hello.php")],
+                           capture_output=True, timeout=30)
+    if b"RTLD_DEEPBIND" in probe.stderr:
+        raise unittest.SkipTest("sanitizer build: libphp loads extensions with RTLD_DEEPBIND, "
+                                "which ASan refuses")
 
 
 def free_tcp_port(host="127.0.0.1"):

@@ -14,19 +14,15 @@ import re
 import subprocess
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PHP_DIR = os.path.join(HERE, "php")
 import harness
+
+PHP_DIR = harness.PHP_SCRIPTS
 
 BUILD = harness.build_dir()
 
 
 def _driver():
-    for rel in ("pm/exec/rf-exec-pair", "rf-exec-pair"):
-        path = os.path.join(BUILD, rel)
-        if os.access(path, os.X_OK):
-            return path
-    return None
+    return harness.built_binary("pm/exec/rf-exec-pair", "rf-exec-pair")
 
 
 def _script(name):
@@ -71,16 +67,7 @@ class Run:
 class ExecTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        # Debian's libphp dlopens extensions (opcache) with RTLD_DEEPBIND,
-        # which the sanitizer runtime refuses: in an ASan build the driver
-        # cannot start PHP at all. The plain build runs these tests.
-        driver = _driver()
-        if driver:
-            probe = subprocess.run([driver, _script("hello.php")], capture_output=True,
-                                   timeout=30)
-            if b"RTLD_DEEPBIND" in probe.stderr:
-                raise unittest.SkipTest("sanitizer build: libphp loads extensions with "
-                                        "RTLD_DEEPBIND, which ASan refuses")
+        harness.skip_if_php_cannot_start(_driver())
 
     def run_pair(self, *args, timeout=120):
         driver = _driver()
