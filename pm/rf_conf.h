@@ -24,6 +24,30 @@ enum rf_pm_mode {
     RF_PM_ONDEMAND,
 };
 
+/* Which kind of executor answers a pool's requests. */
+enum rf_exec_type {
+    RF_EXEC_PHP = 0,     /* PHP executor processes (the default) */
+    RF_EXEC_BUILTIN = 1, /* the responder answers itself: hello / echo / bytes
+                            (engine tests and benchmarks; no PHP, no executors) */
+};
+
+/* Array directives of a pool: env[NAME], php_value[NAME], ... in file order
+ * (later entries of the same kind and name win, as in php-fpm). */
+enum rf_kv_kind {
+    RF_KV_ENV = 1,
+    RF_KV_PHP_VALUE,
+    RF_KV_PHP_FLAG,
+    RF_KV_PHP_ADMIN_VALUE,
+    RF_KV_PHP_ADMIN_FLAG,
+    RF_KV_SUPPRESS_PATH, /* access.suppress_path[] (the key is unused) */
+};
+
+typedef struct rf_conf_kv {
+    int kind; /* enum rf_kv_kind */
+    char *key;
+    char *value; /* flags already normalised to "1" / "0" */
+} rf_conf_kv_t;
+
 typedef struct rf_conf_pool {
     char *name;
     /* php-fpm */
@@ -65,6 +89,17 @@ typedef struct rf_conf_pool {
     long buffer_memory;
     long max_body;
     long read_timeout_ms;
+    int executor_type;     /* executor.type: enum rf_exec_type */
+    long queue_max;        /* request.queue_max: requests waiting for an executor */
+    long queue_timeout_ms; /* request.queue_timeout: longest wait; 0 = none */
+    int overload_fcgi;     /* request.overload: 0 = "503" (Status: 503 response),
+                              1 = "overloaded" (END_REQUEST FCGI_OVERLOADED) */
+    int *exec_cpu_list;    /* executor.cpu_list: cpus executors may run on */
+    int exec_ncpu;         /* 0 = no pinning */
+    int exec_cpu_spread;   /* executor.cpu_list = spread: executor i on one cpu,
+                              i modulo the online cpus (or exec_cpu_list) */
+    rf_conf_kv_t *kv;      /* env[], php_value[], php_flag[], php_admin_*[] */
+    size_t nkv;
     /* directives given that ringfpm does not act on yet (for the warning) */
     char *ignored;
 } rf_conf_pool_t;
