@@ -438,6 +438,8 @@ static int bell_wait(rf_chan_t *ch, _Atomic uint32_t *bell, uint32_t reason,
  * Checks the peer's cons against the writer's position and returns free
  * bytes, or -EPROTO when the peer published nonsense.
  */
+#define RF_CHAN_REWIND (16u << 10)
+
 static int64_t ring_free(const rf_chan_ring_t *r)
 {
     uint32_t cons = atomic_load_explicit(r->cons, memory_order_acquire);
@@ -475,7 +477,11 @@ static int ring_put(rf_chan_ring_t *r, rf_chan_rec_t *h, const struct iovec *iov
     if (ring_need(r, rec) > (uint64_t)fr)
         return -EAGAIN;
     uint32_t off = r->pos & r->mask, to_end = r->size - off;
-    if (rec > to_end) {
+    /* An empty ring starts over at its beginning once the cursor is past
+     * RF_CHAN_REWIND: request/response traffic then stays in the first
+     * pages, and a big ring costs resident memory only when used. */
+    int rewind = fr == r->size && off >= RF_CHAN_REWIND && rec <= off;
+    if (rec > to_end || rewind) {
         rf_chan_rec_t pad = {.len = to_end - RF_CHAN_REC_ALIGN, .type = RF_CHAN_PAD};
         ring_store_hdr(r->base + off, &pad);
         r->pos += to_end;
@@ -828,13 +834,18 @@ int rf_chan_exec_put(rf_chan_t *ch, uint32_t type, uint32_t slot, uint32_t gen, 
 
         if (r == 0) {
             ch->st.records++;
-            bell_ring(ch, &ch->shm->resp_bell, RF_CHAN_WAIT_DATA, ch->efd);
+            /* Output records wait for the request's FLUSH or END (or a full
+             * ring): one doorbell per request, not one per record. */
+            if (type != RF_CHAN_STDOUT && type != RF_CHAN_STDERR)
+                bell_ring(ch, &ch->shm->resp_bell, RF_CHAN_WAIT_DATA, ch->efd);
             publish_stats(ch);
             return 0;
         }
         if (r != -EAGAIN)
             return r;
         ch->st.full++;
+        /* The responder must drain what is there before we get room. */
+        bell_ring(ch, &ch->shm->resp_bell, RF_CHAN_WAIT_DATA, ch->efd);
         if (nonblock) {
             publish_stats(ch);
             return -EAGAIN;

@@ -264,7 +264,9 @@ int rf_chan_exec_wait(rf_chan_t *ch, int timeout_ms);
 /*
  * Writes one response record; waits (doorbell) while the ring is full
  * unless nonblock, then returns -EAGAIN. len must not exceed
- * rf_chan_max_payload (else -E2BIG). Rings the responder if it sleeps.
+ * rf_chan_max_payload (else -E2BIG). Rings the responder if it sleeps, for
+ * FLUSH and END only (and when the ring is full): STDOUT/STDERR records are
+ * read when the request's next FLUSH or END arrives.
  * Returns 0, -EAGAIN, -E2BIG, -EPROTO.
  */
 int rf_chan_exec_put(rf_chan_t *ch, uint32_t type, uint32_t slot, uint32_t gen, uint32_t arg0,

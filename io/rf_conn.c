@@ -258,14 +258,20 @@ static void rf_conn_req_ready(void *ctx, rf_req_t *r)
     if (rf_status_handle(c->t, c, r))
         return;
     const rf_handler_t *h = c->pool->handler;
-    h->start(h->ctx, r);
+    if (h == NULL)
+        rf_disp_start(r);
+    else
+        h->start(h->ctx, r);
 }
 
 static void rf_conn_req_abort(void *ctx, rf_req_t *r)
 {
     rf_conn_t *c = ctx;
     const rf_handler_t *h = c->pool->handler;
-    h->abort(h->ctx, r);
+    if (h == NULL)
+        rf_disp_abort(r);
+    else
+        h->abort(h->ctx, r);
 }
 
 static void rf_conn_req_free(void *ctx, rf_req_t *r)

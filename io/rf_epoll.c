@@ -20,6 +20,7 @@
 enum {
     RF_EP_ACCEPT = 1,
     RF_EP_CONN,
+    RF_EP_WATCH,
 };
 
 #define RF_EP_EVENTS     256
@@ -257,6 +258,10 @@ static int rf_epoll_poll(rf_thread_t *t, int timeout_ms)
                 rf_epoll_accept(t, (int)slot);
             continue;
         }
+        if (op == RF_EP_WATCH) {
+            rf_disp_event(t, slot, (uint32_t)(ud >> 32), 0);
+            continue;
+        }
         rf_conn_t *c = rf_conn_lookup(t, slot, (uint32_t)(ud >> 32));
         if (c == NULL || c->dead)
             continue;
@@ -266,6 +271,25 @@ static int rf_epoll_poll(rf_thread_t *t, int timeout_ms)
             rf_epoll_read(t, c);
     }
     return n;
+}
+
+/* Edge-triggered: the dispatcher drains what it watches (control messages
+ * until EAGAIN, the doorbell eventfd on disarm) and drops a pidfd's watch
+ * on its first event. */
+static int rf_epoll_watch(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen)
+{
+    rf_epoll_t *e = t->be_data;
+    struct epoll_event ev = {
+        .events = EPOLLIN | EPOLLET,
+        .data.u64 = rf_io_user_data(RF_EP_WATCH, tag, gen),
+    };
+    return epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static void rf_epoll_unwatch(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen)
+{
+    rf_epoll_t *e = t->be_data;
+    epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 const rf_backend_ops_t rf_epoll_ops = {
@@ -278,4 +302,6 @@ const rf_backend_ops_t rf_epoll_ops = {
     .close = rf_epoll_close,
     .poll = rf_epoll_poll,
     .rbuf_return = rf_epoll_rbuf_return,
+    .watch = rf_epoll_watch,
+    .unwatch = rf_epoll_unwatch,
 };

@@ -132,9 +132,12 @@ static void *rf_thread_main(void *arg)
     t->now_ns = rf_now_ns();
     int rc = t->be->init(t);
     if (rc == 0)
+        rc = rf_disp_thread_init(t);
+    if (rc == 0)
         rc = t->be->listen(t);
     __atomic_store_n(&t->started, rc < 0 ? rc : 1, __ATOMIC_RELEASE);
     if (rc < 0) {
+        rf_disp_thread_fini(t);
         t->be->fini(t);
         return NULL;
     }
@@ -143,12 +146,15 @@ static void *rf_thread_main(void *arg)
     uint64_t stop_deadline = 0;
     for (;;) {
         int timeout = (t->dirty || t->zombies) ? 0 : RF_POLL_MS;
+        if (timeout && t->disp && rf_disp_idle(t))
+            timeout = 0;
         rc = t->be->poll(t, timeout);
         if (rc < 0) {
             rf_log(RF_LOG_ALERT, "responder thread %d: event loop failed: %s", t->idx,
                    strerror(-rc));
             break;
         }
+        rf_disp_run(t);
         rf_thread_after_events(t);
         if (__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE) && !stopping) {
             stopping = 1;
@@ -160,6 +166,7 @@ static void *rf_thread_main(void *arg)
         if (stopping && (t->nconns == 0 || t->now_ns > stop_deadline))
             break;
     }
+    rf_disp_thread_fini(t);
     rf_thread_after_events(t);
     t->be->fini(t);
     return NULL;
@@ -218,6 +225,13 @@ static void rf_thread_teardown(rf_thread_t *t)
     rf_arena_pool_drain(&t->arena_pool);
 }
 
+int rf_io_thread_count(const rf_io_conf_t *conf)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = conf->threads > 0 ? conf->threads : (int)((ncpu + 3) / 4);
+    return n < 1 ? 1 : n;
+}
+
 int rf_io_start(rf_io_t **out, const rf_io_conf_t *conf)
 {
     rf_io_t *io = rf_calloc(1, sizeof(*io));
@@ -231,10 +245,7 @@ int rf_io_start(rf_io_t **out, const rf_io_conf_t *conf)
      * a small machine mostly takes cpu from the executors and the web server
      * (docs/benchmarks.md: 2 threads cost 1.9x the cpu per request of 1 on a
      * 2-cpu machine). */
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    io->nthreads = conf->threads > 0 ? conf->threads : (int)((ncpu + 3) / 4);
-    if (io->nthreads < 1)
-        io->nthreads = 1;
+    io->nthreads = rf_io_thread_count(conf);
     uint32_t count = conf->rbuf_count ? conf->rbuf_count : RF_RBUF_COUNT_DEFAULT;
     if (count & (count - 1) || count > 32768) {
         rf_log(RF_LOG_ERROR, "receive buffer count %u must be a power of two <= 32768", count);

@@ -40,8 +40,21 @@ typedef struct rf_io_pool {
     const char *ping_response; /* body of the ping answer */
     const char *status_path;   /* NULL: no status page */
     rf_proto_limits_t limits;
-    uint32_t read_timeout_ms; /* whole request must arrive within; 0 = none */
-    const rf_handler_t *handler;
+    uint32_t read_timeout_ms;    /* whole request must arrive within; 0 = none */
+    const rf_handler_t *handler; /* NULL: PHP executors (the dispatcher, rf_disp.c) */
+
+    /* PHP executors (handler == NULL): what the dispatcher needs */
+    int pm;                   /* enum rf_pm_mode of pm/rf_conf.h: 1 static, 2 dynamic, 3 ondemand */
+    uint32_t max_children;    /* pm.max_children */
+    uint32_t min_spare;       /* pm.min_spare_servers (dynamic) */
+    uint32_t max_spare;       /* pm.max_spare_servers (dynamic) */
+    uint32_t max_spawn_rate;  /* pm.max_spawn_rate: executors asked for at once */
+    uint32_t idle_timeout_ms; /* pm.process_idle_timeout (ondemand) */
+    uint32_t queue_max;       /* request.queue_max: 0 = refuse when none is free */
+    uint32_t queue_timeout_ms; /* request.queue_timeout: 0 = wait forever */
+    uint32_t terminate_ms;     /* request_terminate_timeout: 0 = none */
+    int overload_fcgi;         /* refuse with FCGI_OVERLOADED instead of Status: 503 */
+    uint32_t chan_ring_size;   /* rf_chan ring size both ways (0: rf_chan's default) */
 } rf_io_pool_t;
 
 typedef struct rf_io_conf {
@@ -56,7 +69,13 @@ typedef struct rf_io_conf {
     uint32_t rbuf_count;      /* receive buffers per thread; 0 = default (256) */
     const rf_io_pool_t *pools;
     int npools;
+    /* Per responder thread: its control socket to the master (rf_ctl.h);
+     * NULL when no pool has PHP executors. */
+    const int *ctl_fds;
 } rf_io_conf_t;
+
+/* The number of responder threads rf_io_start will run for conf. */
+int rf_io_thread_count(const rf_io_conf_t *conf);
 
 typedef struct rf_io rf_io_t;
 

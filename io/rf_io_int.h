@@ -171,7 +171,26 @@ typedef struct rf_backend_ops {
     int (*poll)(rf_thread_t *t, int timeout_ms);
     /* Give a receive buffer back (its last reference went away). */
     void (*rbuf_return)(rf_thread_t *t, rf_rbuf_t *b);
+    /* Watch fd for readability until unwatch: every time it becomes
+     * readable rf_disp_event(t, tag, gen, res) runs (tag < 2^24). The fd
+     * must stay open until unwatch. */
+    int (*watch)(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen);
+    void (*unwatch)(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen);
 } rf_backend_ops_t;
+
+/* Per pool and responder thread: the dispatcher's counters and gauges
+ * (written by the owning thread, read by the status page). */
+typedef struct rf_disp_stats {
+    uint64_t accepted;       /* requests handed to an executor */
+    uint64_t queued;         /* requests that had to wait */
+    uint64_t queue_full;     /* refused: request.queue_max */
+    uint64_t queue_timeouts; /* refused: request.queue_timeout */
+    uint64_t queue_aborted;  /* client went away while queued */
+    uint64_t failed;         /* executor died under the request */
+    uint64_t terminated;     /* request_terminate_timeout kills */
+    uint32_t idle, active, total, queue;
+    uint32_t max_queue, max_active;
+} rf_disp_stats_t;
 
 extern const rf_backend_ops_t rf_uring_ops;
 extern const rf_backend_ops_t rf_epoll_ops;
@@ -228,6 +247,9 @@ struct rf_thread {
 
     rf_proto_stats_t pstats;
     rf_io_stats_t stats;
+
+    void *disp;              /* rf_disp.c: executors, queues (NULL: none) */
+    rf_disp_stats_t *dstats; /* [npools] */
 };
 
 /* ---- rf_conn.c: what the backends call ---------------------------------- */
@@ -262,6 +284,24 @@ static inline uint64_t rf_io_user_data(uint8_t op, uint32_t slot, uint32_t gen)
 }
 
 uint64_t rf_now_ns(void);
+
+/* ---- rf_disp.c: PHP executors -------------------------------------------- */
+
+/* Per thread: executors arrive over the thread's control socket. */
+int rf_disp_thread_init(rf_thread_t *t);
+void rf_disp_thread_fini(rf_thread_t *t);
+/* A watched fd (control socket, doorbell, pidfd) became readable. */
+void rf_disp_event(rf_thread_t *t, uint32_t tag, uint32_t gen, int res);
+/* io_uring ended a multishot watch on its own: arm it again if still live. */
+void rf_disp_rewatch(rf_thread_t *t, uint32_t tag, uint32_t gen);
+/* Before the loop sleeps: arm the doorbells; 1 = a response is already
+ * waiting, do not sleep. */
+int rf_disp_idle(rf_thread_t *t);
+/* After the events of a loop turn: read responses, dispatch, timers. */
+void rf_disp_run(rf_thread_t *t);
+/* A complete request for a PHP pool / its client went away. */
+void rf_disp_start(rf_req_t *r);
+void rf_disp_abort(rf_req_t *r);
 
 /* ---- rf_listen.c ---------------------------------------------------------- */
 

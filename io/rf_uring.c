@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <liburing.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,6 +26,8 @@ enum {
     RF_OP_SEND,
     RF_OP_CANCEL,
     RF_OP_CLOSE,
+    RF_OP_WATCH,
+    RF_OP_UNWATCH,
 };
 
 #define RF_BGID 0
@@ -350,8 +353,40 @@ static void rf_uring_cqe(rf_thread_t *t, struct io_uring_cqe *cqe)
             rf_conn_fd_closed(t, c);
         }
         return;
+    case RF_OP_WATCH:
+        if (cqe->res == -ECANCELED || cqe->res == -ENOENT)
+            return;
+        rf_disp_event(t, slot, gen, cqe->res);
+        if (!(cqe->flags & IORING_CQE_F_MORE) && cqe->res >= 0) {
+            /* The kernel ended the multishot poll: re-arm it unless the
+             * watch is gone (rf_disp_event dropped a stale tag). */
+            rf_disp_rewatch(t, slot, gen);
+        }
+        return;
+    case RF_OP_UNWATCH:
+        return;
     }
     RF_ASSERT(!"unknown io_uring completion");
+}
+
+static int rf_uring_watch(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen)
+{
+    rf_uring_t *u = t->be_data;
+    struct io_uring_sqe *sqe = rf_uring_sqe(u);
+    io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, rf_io_user_data(RF_OP_WATCH, tag, gen));
+    return 0;
+}
+
+static void rf_uring_unwatch(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen)
+{
+    rf_uring_t *u = t->be_data;
+    struct io_uring_sqe *sqe = rf_uring_sqe(u);
+    io_uring_prep_poll_remove(sqe, rf_io_user_data(RF_OP_WATCH, tag, gen));
+    io_uring_sqe_set_data64(sqe, rf_io_user_data(RF_OP_UNWATCH, 0, 0));
+    /* The removal completes before the fd may be closed: the kernel holds
+     * its own file reference for the poll, so closing right after is safe. */
+    (void)fd;
 }
 
 static int rf_uring_poll(rf_thread_t *t, int timeout_ms)
@@ -393,4 +428,6 @@ const rf_backend_ops_t rf_uring_ops = {
     .close = rf_uring_close,
     .poll = rf_uring_poll,
     .rbuf_return = rf_uring_rbuf_return,
+    .watch = rf_uring_watch,
+    .unwatch = rf_uring_unwatch,
 };

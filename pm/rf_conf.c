@@ -41,7 +41,12 @@ enum rf_conf_type {
     RF_T_CPUS,
     RF_T_BACKEND,
     RF_T_DAEMONIZE,
-    RF_T_IGNORED, /* php-fpm's, accepted, not acted on yet */
+    RF_T_RLIMIT_CORE, /* php-fpm: integer >= 0 or "unlimited" (-1) */
+    RF_T_COUNT,       /* ringfpm: strict integer 0..INT32_MAX */
+    RF_T_EXEC_TYPE,   /* ringfpm: php | builtin */
+    RF_T_OVERLOAD,    /* ringfpm: 503 | overloaded */
+    RF_T_EXEC_CPUS,   /* ringfpm: cpu list, "spread" or "spread <list>" */
+    RF_T_IGNORED,     /* php-fpm's, accepted, not acted on yet */
 };
 
 enum { RF_SCOPE_GLOBAL = 1, RF_SCOPE_POOL = 2 };
@@ -63,7 +68,8 @@ typedef struct rf_directive {
     {                                                                                              \
         n, RF_SCOPE_POOL, t, offsetof(rf_conf_pool_t, f), 0                                        \
     }
-/* A pool directive parsed now, acted on with the PHP executors. */
+/* A pool directive parsed and validated, not acted on yet: named in the
+ * start-up warning when a configuration sets it. */
 #define PP(n, t, f)                                                                                \
     {                                                                                              \
         n, RF_SCOPE_POOL, t, offsetof(rf_conf_pool_t, f), 1                                        \
@@ -108,8 +114,8 @@ static const rf_directive_t rf_directives[] = {
 
     /* pools, php-fpm 8.2 order */
     PP("prefix", RF_T_STR, prefix),
-    PP("user", RF_T_STR, user),
-    PP("group", RF_T_STR, group),
+    P("user", RF_T_STR, user),
+    P("group", RF_T_STR, group),
     P("listen", RF_T_STR, listen),
     P("listen.backlog", RF_T_INT, listen_backlog),
     PI("listen.acl_users"),
@@ -119,15 +125,15 @@ static const rf_directive_t rf_directives[] = {
     P("listen.mode", RF_T_MODE, listen_mode),
     PP("listen.allowed_clients", RF_T_STR, listen_allowed_clients),
     PI("process.priority"),
-    PI("process.dumpable"),
-    PP("pm", RF_T_PM, pm),
-    PP("pm.max_children", RF_T_INT, pm_max_children),
-    PP("pm.start_servers", RF_T_INT, pm_start_servers),
-    PP("pm.min_spare_servers", RF_T_INT, pm_min_spare_servers),
-    PP("pm.max_spare_servers", RF_T_INT, pm_max_spare_servers),
-    PP("pm.max_spawn_rate", RF_T_INT, pm_max_spawn_rate),
-    PP("pm.process_idle_timeout", RF_T_TIME, pm_process_idle_timeout),
-    PP("pm.max_requests", RF_T_INT, pm_max_requests),
+    P("process.dumpable", RF_T_BOOL, process_dumpable),
+    P("pm", RF_T_PM, pm),
+    P("pm.max_children", RF_T_INT, pm_max_children),
+    P("pm.start_servers", RF_T_INT, pm_start_servers),
+    P("pm.min_spare_servers", RF_T_INT, pm_min_spare_servers),
+    P("pm.max_spare_servers", RF_T_INT, pm_max_spare_servers),
+    P("pm.max_spawn_rate", RF_T_INT, pm_max_spawn_rate),
+    P("pm.process_idle_timeout", RF_T_TIME, pm_process_idle_timeout),
+    P("pm.max_requests", RF_T_INT, pm_max_requests),
     P("pm.status_path", RF_T_STR, pm_status_path),
     PI("pm.status_listen"),
     P("ping.path", RF_T_STR, ping_path),
@@ -137,16 +143,16 @@ static const rf_directive_t rf_directives[] = {
     PP("slowlog", RF_T_STR, slowlog),
     PP("request_slowlog_timeout", RF_T_TIME, request_slowlog_timeout),
     PI("request_slowlog_trace_depth"),
-    PP("request_terminate_timeout", RF_T_TIME, request_terminate_timeout),
+    P("request_terminate_timeout", RF_T_TIME, request_terminate_timeout),
     PI("request_terminate_timeout_track_finished"),
-    PI("rlimit_files"),
-    PI("rlimit_core"),
-    PP("chroot", RF_T_STR, chroot),
-    PP("chdir", RF_T_STR, chdir),
-    PP("catch_workers_output", RF_T_BOOL, catch_workers_output),
+    P("rlimit_files", RF_T_INT, rlimit_files),
+    P("rlimit_core", RF_T_RLIMIT_CORE, rlimit_core),
+    P("chroot", RF_T_STR, chroot),
+    P("chdir", RF_T_STR, chdir),
+    P("catch_workers_output", RF_T_BOOL, catch_workers_output),
     PI("decorate_workers_output"),
-    PP("clear_env", RF_T_BOOL, clear_env),
-    PP("security.limit_extensions", RF_T_STR, security_limit_extensions),
+    P("clear_env", RF_T_BOOL, clear_env),
+    P("security.limit_extensions", RF_T_STR, security_limit_extensions),
     PI("apparmor_hat"),
     /* pools, ringfpm */
     P("request.max_params_bytes", RF_T_SIZE, max_params_bytes),
@@ -156,6 +162,11 @@ static const rf_directive_t rf_directives[] = {
     P("request.buffer_memory", RF_T_SIZE, buffer_memory),
     P("request.max_body", RF_T_SIZE, max_body),
     P("request.read_timeout", RF_T_TIME_MS, read_timeout_ms),
+    P("executor.type", RF_T_EXEC_TYPE, executor_type),
+    P("executor.cpu_list", RF_T_EXEC_CPUS, exec_cpu_list),
+    P("request.queue_max", RF_T_COUNT, queue_max),
+    P("request.queue_timeout", RF_T_TIME_MS, queue_timeout_ms),
+    P("request.overload", RF_T_OVERLOAD, overload_fcgi),
 };
 
 typedef struct rf_load {
@@ -181,8 +192,17 @@ static char *rf_strdup(const char *s)
 
 static void rf_note_ignored(char **list, const char *name)
 {
-    if (*list && (strstr(*list, name) != NULL))
-        return;
+    size_t nlen = strlen(name);
+    /* Already named? Compare whole ", "-separated items: "pm" is not in
+     * "pm.max_children". */
+    for (const char *it = *list; it && *it;) {
+        size_t ilen = strcspn(it, ",");
+        if (ilen == nlen && strncmp(it, name, nlen) == 0)
+            return;
+        it += ilen;
+        while (*it == ',' || *it == ' ')
+            it++;
+    }
     size_t old = *list ? strlen(*list) : 0;
     char *n = realloc(*list, old + strlen(name) + 3);
     if (n == NULL)
@@ -207,6 +227,10 @@ static void rf_pool_defaults(rf_conf_pool_t *p)
     p->buffer_memory = 1 << 20;
     p->max_body = 0;
     p->read_timeout_ms = 60000;
+    p->executor_type = RF_EXEC_PHP;
+    p->queue_max = 4096;
+    p->queue_timeout_ms = 60000;
+    p->overload_fcgi = 0;
 }
 
 static rf_conf_pool_t *rf_pool_get(rf_conf_t *conf, const char *name)
@@ -359,6 +383,42 @@ bad:
     return -EINVAL;
 }
 
+/* ringfpm's own counts: digits only, no sign, no wrap-around (unlike
+ * php-fpm's atoi-based integers, which are kept for php-fpm's directives). */
+static int rf_parse_count(const char *v, long *out)
+{
+    long n = 0;
+    if (*v == '\0')
+        return -EINVAL;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9')
+            return -EINVAL;
+        n = n * 10 + (*v - '0');
+        if (n > INT32_MAX)
+            return -ERANGE;
+    }
+    *out = n;
+    return 0;
+}
+
+/* executor.cpu_list: "0-3" / "0,2,4" (every executor may run on the set),
+ * "spread" (executor i on one cpu of those it may run on) or "spread 0-3"
+ * ("spread:0-3", "spread,0-3"; executor i on the i-th cpu of the list). */
+static int rf_parse_exec_cpus(rf_conf_pool_t *p, const char *v)
+{
+    int spread = 0;
+    if (strncasecmp(v, "spread", 6) == 0 && (v[6] == '\0' || strchr(" \t:,", v[6]))) {
+        spread = 1;
+        v += 6;
+        while (*v && strchr(" \t:,", *v))
+            v++;
+    }
+    if (rf_parse_cpus(v, &p->exec_cpu_list, &p->exec_ncpu) < 0)
+        return -EINVAL;
+    p->exec_cpu_spread = spread;
+    return 0;
+}
+
 static int rf_load_file(rf_load_t *ld, const char *path);
 
 static int rf_include(rf_load_t *ld, const char *pattern, int line)
@@ -494,6 +554,53 @@ static int rf_store(rf_load_t *ld, const rf_directive_t *d, const char *value, i
                            value);
         *(int *)field = rc;
         return 0;
+    case RF_T_RLIMIT_CORE:
+        /* fpm_conf_set_rlimit_core */
+        if (strcasecmp(value, "unlimited") == 0) {
+            *(long *)field = -1;
+            return 0;
+        }
+        if (rf_ini_int(value, &n) < 0)
+            return rf_fail(ld, line,
+                           "unable to parse value for entry '%s': is not a valid number "
+                           "(greater or equal than zero)",
+                           d->name);
+        if (n < 0)
+            return rf_fail(ld, line,
+                           "unable to parse value for entry '%s': must be greater than zero or "
+                           "'unlimited'",
+                           d->name);
+        *(long *)field = n;
+        return 0;
+    case RF_T_COUNT:
+        if (rf_parse_count(value, &n) < 0)
+            return rf_fail(ld, line, "'%s' is not a valid number for '%s' (0 to 2147483647)", value,
+                           d->name);
+        *(long *)field = n;
+        return 0;
+    case RF_T_EXEC_TYPE:
+        if (strcasecmp(value, "php") == 0)
+            *(int *)field = RF_EXEC_PHP;
+        else if (strcasecmp(value, "builtin") == 0)
+            *(int *)field = RF_EXEC_BUILTIN;
+        else
+            return rf_fail(ld, line, "'%s' must be php or builtin, not '%s'", d->name, value);
+        return 0;
+    case RF_T_OVERLOAD:
+        if (strcmp(value, "503") == 0)
+            *(int *)field = 0;
+        else if (strcasecmp(value, "overloaded") == 0)
+            *(int *)field = 1;
+        else
+            return rf_fail(ld, line, "'%s' must be 503 or overloaded, not '%s'", d->name, value);
+        return 0;
+    case RF_T_EXEC_CPUS:
+        if (rf_parse_exec_cpus(ld->pool, value) < 0)
+            return rf_fail(ld, line,
+                           "invalid cpu list '%s' for '%s' (e.g. 0-3, 0,2,4, spread or "
+                           "spread 0-3)",
+                           value, d->name);
+        return 0;
     }
     return rf_fail(ld, line, "internal: directive type %d", d->type);
 }
@@ -526,6 +633,74 @@ static int rf_on_section(void *ctx, const char *section, int line)
     return 0;
 }
 
+static void rf_kv_add(rf_conf_pool_t *p, int kind, const char *key, char *value)
+{
+    rf_conf_kv_t *kv = realloc(p->kv, (p->nkv + 1) * sizeof(*kv));
+    if (kv == NULL) {
+        rf_log(RF_LOG_ALERT, "out of memory");
+        abort();
+    }
+    p->kv = kv;
+    kv[p->nkv].kind = kind;
+    kv[p->nkv].key = rf_strdup(key);
+    kv[p->nkv].value = value;
+    p->nkv++;
+}
+
+/* name[key] = value: fpm_conf_ini_parser_array, its checks in its order.
+ * Array names are case-sensitive there (php_Value[x] is unknown). */
+static int rf_array(rf_load_t *ld, const rf_ini_entry_t *e)
+{
+    static const struct {
+        const char *name;
+        int kind;
+    } arrays[] = {
+        {"env", RF_KV_ENV},
+        {"php_value", RF_KV_PHP_VALUE},
+        {"php_flag", RF_KV_PHP_FLAG},
+        {"php_admin_value", RF_KV_PHP_ADMIN_VALUE},
+        {"php_admin_flag", RF_KV_PHP_ADMIN_FLAG},
+        {"access.suppress_path", RF_KV_SUPPRESS_PATH},
+    };
+    int kind = 0;
+    for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
+        if (strcmp(e->name, arrays[i].name) == 0)
+            kind = arrays[i].kind;
+
+    if (kind == RF_KV_SUPPRESS_PATH) {
+        if (e->key[0] != '\0')
+            return rf_fail(ld, e->line, "Keys provided to field '%s' are ignored", e->name);
+        if (e->value[0] != '/')
+            return rf_fail(ld, e->line, "Values provided to field '%s' must begin with '/'",
+                           e->name);
+    } else if (e->key[0] == '\0') {
+        return rf_fail(ld, e->line, "You must provide a key for field '%s'", e->name);
+    }
+    if (ld->pool == NULL)
+        return rf_fail(ld, e->line, "Array are not allowed in the global section");
+    if (kind == 0)
+        return rf_fail(ld, e->line, "unknown directive '%s'", e->name);
+    if (kind == RF_KV_ENV && e->value[0] == '\0')
+        return rf_fail(ld, e->line, "empty value");
+
+    char *value;
+    if (kind == RF_KV_PHP_FLAG || kind == RF_KV_PHP_ADMIN_FLAG) {
+        int b;
+        if (rf_ini_bool(e->value, &b) < 0)
+            return rf_fail(ld, e->line, "error while parsing '%s[%s]' : invalid boolean value",
+                           e->name, e->key);
+        value = rf_strdup(b ? "1" : "0");
+    } else {
+        value = rf_expand_pool(e->value, ld->pool->name);
+        if (value == NULL)
+            return -ENOMEM;
+    }
+    rf_kv_add(ld->pool, kind, e->key, value);
+    if (kind == RF_KV_SUPPRESS_PATH) /* acted on with access.log */
+        rf_note_ignored(&ld->pool->ignored, e->name);
+    return 0;
+}
+
 static int rf_on_entry(void *ctx, const rf_ini_entry_t *e)
 {
     rf_load_t *ld = ctx;
@@ -535,23 +710,8 @@ static int rf_on_entry(void *ctx, const rf_ini_entry_t *e)
     if (strcasecmp(e->name, "include") == 0 && e->key == NULL)
         return rf_include(ld, e->value, e->line);
 
-    if (e->key) {
-        static const char *const arrays[] = {"env",
-                                             "php_value",
-                                             "php_flag",
-                                             "php_admin_value",
-                                             "php_admin_flag",
-                                             "access.suppress_path"};
-        int known = 0;
-        for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
-            known |= strcmp(e->name, arrays[i]) == 0;
-        if (!known)
-            return rf_fail(ld, e->line, "unknown directive '%s'", e->name);
-        if (ld->pool == NULL)
-            return rf_fail(ld, e->line, "Array are not allowed in the global section");
-        rf_note_ignored(&ld->pool->ignored, e->name);
-        return 0;
-    }
+    if (e->key)
+        return rf_array(ld, e);
 
     for (size_t i = 0; i < sizeof(rf_directives) / sizeof(rf_directives[0]); i++) {
         const rf_directive_t *d = &rf_directives[i];
@@ -683,20 +843,33 @@ static int rf_validate(rf_load_t *ld)
                                "[pool %s] pm.max_spare_servers(%ld) must not be less "
                                "than pm.min_spare_servers(%ld)",
                                p->name, p->pm_max_spare_servers, p->pm_min_spare_servers);
-            if (p->pm_start_servers <= 0)
+            if (p->pm_start_servers <= 0) {
                 p->pm_start_servers = p->pm_min_spare_servers +
                                       (p->pm_max_spare_servers - p->pm_min_spare_servers) / 2;
-            else if (p->pm_start_servers < p->pm_min_spare_servers ||
-                     p->pm_start_servers > p->pm_max_spare_servers)
+                rf_log(RF_LOG_NOTICE,
+                       "[pool %s] pm.start_servers is not set. It's been set to %ld.", p->name,
+                       p->pm_start_servers);
+            } else if (p->pm_start_servers < p->pm_min_spare_servers ||
+                       p->pm_start_servers > p->pm_max_spare_servers)
                 return rf_fail(ld, 0,
                                "[pool %s] pm.start_servers(%ld) must not be less than "
                                "pm.min_spare_servers(%ld) and not greater than "
                                "pm.max_spare_servers(%ld)",
                                p->name, p->pm_start_servers, p->pm_min_spare_servers,
                                p->pm_max_spare_servers);
+            if (p->pm_max_spawn_rate < 1)
+                return rf_fail(ld, 0, "[pool %s] pm.max_spawn_rate must be a positive value",
+                               p->name);
+        } else if (p->pm == RF_PM_ONDEMAND) {
+            if (p->pm_process_idle_timeout < 1)
+                return rf_fail(ld, 0,
+                               "[pool %s] pm.process_idle_timeout(%lds) must be greater than 0s",
+                               p->name, p->pm_process_idle_timeout);
+            /* php-fpm: "certainly useless but proper" */
+            p->pm_start_servers = 0;
+            p->pm_min_spare_servers = 0;
+            p->pm_max_spare_servers = 0;
         }
-        if (p->pm_max_spawn_rate < 1)
-            return rf_fail(ld, 0, "[pool %s] pm.max_spawn_rate must be a positive value", p->name);
         int rc = rf_check_path_option(ld, p, "ping", p->ping_path);
         if (rc == 0)
             rc = rf_check_path_option(ld, p, "status", p->pm_status_path);
@@ -704,6 +877,8 @@ static int rf_validate(rf_load_t *ld)
             return rc;
         if (p->ping_path && p->ping_response == NULL)
             p->ping_response = rf_strdup("pong");
+        if (p->security_limit_extensions == NULL)
+            p->security_limit_extensions = rf_strdup(".php .phar");
         if (p->max_multiplex < 1 || p->max_multiplex > 65535)
             return rf_fail(ld, 0, "[pool %s] request.max_multiplex must be 1..65535", p->name);
         if (p->max_params_bytes < 0 || p->max_params < 0 || p->max_per_connection < 0 ||
@@ -793,6 +968,16 @@ static void rf_pool_free(rf_conf_pool_t *p)
         free(*strs[i]);
         *strs[i] = NULL;
     }
+    for (size_t i = 0; i < p->nkv; i++) {
+        free(p->kv[i].key);
+        free(p->kv[i].value);
+    }
+    free(p->kv);
+    p->kv = NULL;
+    p->nkv = 0;
+    free(p->exec_cpu_list);
+    p->exec_cpu_list = NULL;
+    p->exec_ncpu = 0;
 }
 
 void rf_conf_free(rf_conf_t *conf)
@@ -861,11 +1046,50 @@ static void rf_dump_one(const rf_directive_t *d, const void *base,
     case RF_T_BACKEND:
         snprintf(line, sizeof(line), "\t%s = %s", d->name, rf_io_backend_name(*(const int *)field));
         break;
+    case RF_T_EXEC_TYPE:
+        snprintf(line, sizeof(line), "\t%s = %s", d->name,
+                 *(const int *)field == RF_EXEC_BUILTIN ? "builtin" : "php");
+        break;
+    case RF_T_OVERLOAD:
+        snprintf(line, sizeof(line), "\t%s = %s", d->name,
+                 *(const int *)field ? "overloaded" : "503");
+        break;
+    case RF_T_EXEC_CPUS: {
+        const rf_conf_pool_t *p = base;
+        size_t n = (size_t)snprintf(line, sizeof(line), "\t%s = %s", d->name,
+                                    p->exec_cpu_spread ? "spread" : "");
+        if (p->exec_ncpu == 0 && !p->exec_cpu_spread)
+            snprintf(line + n, sizeof(line) - n, "undefined");
+        for (int i = 0; i < p->exec_ncpu && n < sizeof(line) - 8; i++)
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%d",
+                                  i ? "," : (p->exec_cpu_spread ? " " : ""), p->exec_cpu_list[i]);
+        break;
+    }
     default:
         snprintf(line, sizeof(line), "\t%s = %ld", d->name, *(const long *)field);
         break;
     }
     out(ctx, line);
+}
+
+/* The array entries of kinds a and b as php-fpm's -tt prints them: its
+ * lists are newest first, so last-to-first here; flags print under the
+ * value list they belong to there ("php_value[display_errors] = 1"). */
+static void rf_dump_kv(const rf_conf_pool_t *p, int a, int b, const char *label,
+                       void (*out)(void *ctx, const char *line), void *ctx)
+{
+    for (size_t i = p->nkv; i-- > 0;) {
+        const rf_conf_kv_t *kv = &p->kv[i];
+        if (kv->kind != a && kv->kind != b)
+            continue;
+        size_t len = strlen(label) + strlen(kv->key) + strlen(kv->value) + 16;
+        char *line = malloc(len);
+        if (line == NULL)
+            return;
+        snprintf(line, len, "\t%s[%s] = %s", label, kv->key, kv->value);
+        out(ctx, line);
+        free(line);
+    }
 }
 
 void rf_conf_dump(const rf_conf_t *conf, void (*out)(void *ctx, const char *line), void *ctx)
@@ -878,9 +1102,22 @@ void rf_conf_dump(const rf_conf_t *conf, void (*out)(void *ctx, const char *line
     for (int p = 0; p < conf->npools; p++) {
         snprintf(line, sizeof(line), "[%s]", conf->pools[p].name);
         out(ctx, line);
-        for (size_t i = 0; i < sizeof(rf_directives) / sizeof(rf_directives[0]); i++)
-            if (rf_directives[i].scope == RF_SCOPE_POOL)
-                rf_dump_one(&rf_directives[i], &conf->pools[p], out, ctx);
+        const rf_conf_pool_t *pool = &conf->pools[p];
+        for (size_t i = 0; i < sizeof(rf_directives) / sizeof(rf_directives[0]); i++) {
+            const rf_directive_t *d = &rf_directives[i];
+            if (d->scope != RF_SCOPE_POOL)
+                continue;
+            rf_dump_one(d, pool, out, ctx);
+            /* the arrays where php-fpm 8.2 prints them */
+            if (strcmp(d->name, "access.format") == 0) {
+                rf_dump_kv(pool, RF_KV_SUPPRESS_PATH, 0, "access.suppress_path", out, ctx);
+            } else if (strcmp(d->name, "security.limit_extensions") == 0) {
+                rf_dump_kv(pool, RF_KV_ENV, 0, "env", out, ctx);
+                rf_dump_kv(pool, RF_KV_PHP_VALUE, RF_KV_PHP_FLAG, "php_value", out, ctx);
+                rf_dump_kv(pool, RF_KV_PHP_ADMIN_VALUE, RF_KV_PHP_ADMIN_FLAG, "php_admin_value",
+                           out, ctx);
+            }
+        }
     }
 }
 
@@ -892,9 +1129,7 @@ void rf_conf_warn_ignored(const rf_conf_t *conf)
     for (int i = 0; i < conf->npools; i++) {
         const rf_conf_pool_t *p = &conf->pools[i];
         if (p->ignored)
-            rf_log(RF_LOG_WARNING,
-                   "[pool %s] not implemented by ringfpm yet (no PHP executors in this build), "
-                   "ignored: %s",
-                   p->name, p->ignored);
+            rf_log(RF_LOG_WARNING, "[pool %s] not implemented by ringfpm yet, ignored: %s", p->name,
+                   p->ignored);
     }
 }

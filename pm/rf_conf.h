@@ -31,8 +31,13 @@ enum rf_exec_type {
                             (engine tests and benchmarks; no PHP, no executors) */
 };
 
-/* Array directives of a pool: env[NAME], php_value[NAME], ... in file order
- * (later entries of the same kind and name win, as in php-fpm). */
+/* Array directives of a pool: env[NAME], php_value[NAME], ... kept in file
+ * order. php-fpm 8.2 keeps each list newest first and applies it in that
+ * order, so when a name repeats the FIRST entry in the file wins [observed
+ * with php-fpm8.2: env[A] = first / env[A] = second gives A=first]; users of
+ * kv apply it last-to-first to get the same result, and -tt prints it
+ * newest first as php-fpm does. php_flag / php_admin_flag belong to the
+ * php_value / php_admin_value lists there (same name space, same order). */
 enum rf_kv_kind {
     RF_KV_ENV = 1,
     RF_KV_PHP_VALUE,
@@ -76,8 +81,11 @@ typedef struct rf_conf_pool {
     char *slowlog;
     long request_slowlog_timeout;
     long request_terminate_timeout;
+    long rlimit_files; /* RLIMIT_NOFILE of executors; 0 = inherited */
+    long rlimit_core;  /* RLIMIT_CORE of executors; 0 = inherited, -1 = unlimited */
     char *chroot;
     char *chdir;
+    int process_dumpable; /* process.dumpable: PR_SET_DUMPABLE after setuid */
     int catch_workers_output;
     int clear_env;
     char *security_limit_extensions;
@@ -96,9 +104,11 @@ typedef struct rf_conf_pool {
                               1 = "overloaded" (END_REQUEST FCGI_OVERLOADED) */
     int *exec_cpu_list;    /* executor.cpu_list: cpus executors may run on */
     int exec_ncpu;         /* 0 = no pinning */
-    int exec_cpu_spread;   /* executor.cpu_list = spread: executor i on one cpu,
-                              i modulo the online cpus (or exec_cpu_list) */
-    rf_conf_kv_t *kv;      /* env[], php_value[], php_flag[], php_admin_*[] */
+    int exec_cpu_spread;   /* executor.cpu_list = spread [list]: executor i on
+                              one cpu, i modulo exec_cpu_list when given, else
+                              modulo the cpus it was allowed at fork (online) */
+    rf_conf_kv_t *kv;      /* env[], php_value[], php_flag[], php_admin_*[],
+                              access.suppress_path[] (enum rf_kv_kind) */
     size_t nkv;
     /* directives given that ringfpm does not act on yet (for the warning) */
     char *ignored;

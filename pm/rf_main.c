@@ -22,6 +22,8 @@
 #include "rf_config.h"
 #include "rf_io.h"
 #include "rf_log.h"
+#include "rf_pm.h"
+#include "rf_proctitle.h"
 
 #define RF_EX_OK       0
 #define RF_EX_USAGE    64
@@ -31,6 +33,10 @@
 #define RF_DEFAULT_CONF "/etc/php/8.2/fpm/php-fpm.conf"
 
 typedef struct rf_opts {
+    const char *php_ini; /* -c */
+    int no_php_ini;      /* -n */
+    char **defines;      /* -d */
+    size_t ndefines;
     const char *conf;
     const char *prefix;
     const char *pid;
@@ -201,6 +207,19 @@ static int rf_daemonize(int *notify_fd)
     return 0;
 }
 
+/* SIGUSR1 in the master: reopen error_log. */
+static struct {
+    const rf_conf_t *conf;
+    const rf_opts_t *o;
+    int foreground;
+} rf_main_log_ctx;
+
+static void rf_main_reopen_logs(void)
+{
+    if (rf_main_log_ctx.conf)
+        rf_open_log(rf_main_log_ctx.conf, rf_main_log_ctx.o, rf_main_log_ctx.foreground);
+}
+
 static void rf_build_io(const rf_conf_t *conf, rf_io_conf_t *io, rf_io_pool_t *pools)
 {
     struct rlimit rl;
@@ -234,7 +253,22 @@ static void rf_build_io(const rf_conf_t *conf, rf_io_conf_t *io, rf_io_pool_t *p
         q->ping_response = p->ping_response;
         q->status_path = p->pm_status_path;
         q->read_timeout_ms = (uint32_t)p->read_timeout_ms;
-        q->handler = &rf_builtin_handler;
+        q->handler = p->executor_type == RF_EXEC_BUILTIN ? &rf_builtin_handler : NULL;
+        q->pm = p->pm;
+        q->max_children = (uint32_t)p->pm_max_children;
+        q->min_spare = (uint32_t)p->pm_min_spare_servers;
+        q->max_spare = (uint32_t)p->pm_max_spare_servers;
+        q->max_spawn_rate = (uint32_t)p->pm_max_spawn_rate;
+        q->idle_timeout_ms = (uint32_t)(p->pm_process_idle_timeout * 1000);
+        q->queue_max = (uint32_t)p->queue_max;
+        q->queue_timeout_ms = (uint32_t)p->queue_timeout_ms;
+        q->terminate_ms = (uint32_t)(p->request_terminate_timeout * 1000);
+        q->overload_fcgi = p->overload_fcgi;
+        /* The request ring holds a whole params block (request.max_params_bytes). */
+        uint32_t ring = 256u << 10;
+        while (ring < (uint64_t)p->max_params_bytes + (64u << 10) && ring < (1u << 30))
+            ring <<= 1;
+        q->chan_ring_size = ring;
         q->limits.max_params_bytes = (uint32_t)p->max_params_bytes;
         q->limits.max_params = (uint32_t)p->max_params;
         q->limits.max_multiplex = (uint32_t)p->max_multiplex;
@@ -249,6 +283,7 @@ static void rf_build_io(const rf_conf_t *conf, rf_io_conf_t *io, rf_io_pool_t *p
 
 int main(int argc, char **argv)
 {
+    rf_proctitle_init(argc, argv);
     static const struct option longopts[] = {
         {"fpm-config", required_argument, NULL, 'y'},
         {"prefix", required_argument, NULL, 'p'},
@@ -296,12 +331,23 @@ int main(int argc, char **argv)
         case 'O':
             o.force_stderr = 1;
             break;
-        case 'R':
         case 'c':
+            o.php_ini = optarg;
+            break;
         case 'n':
-        case 'd':
+            o.no_php_ini = 1;
+            break;
+        case 'd': {
+            char **nd = realloc(o.defines, (o.ndefines + 1) * sizeof(*nd));
+            if (nd == NULL)
+                return RF_EX_SOFTWARE;
+            o.defines = nd;
+            o.defines[o.ndefines++] = optarg;
+            break;
+        }
+        case 'R':
         case 'e':
-            break; /* php.ini and root handling: they matter once PHP runs */
+            break; /* root pools: not refused yet (issue: pool user checks) */
         case 'h':
             rf_usage(stdout, argv[0]);
             return RF_EX_OK;
@@ -390,69 +436,37 @@ int main(int argc, char **argv)
     if (pidfile && rf_write_pid(pidfile) < 0)
         return RF_EX_SOFTWARE;
 
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    int handled[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGHUP, SIGCHLD};
-    for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
-        sigaddset(&sigs, handled[i]);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-
     rf_conf_warn_ignored(&conf);
     rf_io_pool_t *pools = calloc((size_t)conf.npools, sizeof(*pools));
-    rf_io_conf_t ioc;
-    rf_io_t *io = NULL;
     if (pools == NULL)
         return RF_EX_SOFTWARE;
+    rf_io_conf_t ioc;
     rf_build_io(&conf, &ioc, pools);
-    int rc = rf_io_start(&io, &ioc);
-    if (rc < 0) {
-        rf_log(RF_LOG_ERROR, "FPM initialization failed");
-        if (pidfile)
-            unlink(pidfile);
-        return RF_EX_SOFTWARE;
-    }
-    rf_log(RF_LOG_NOTICE, "fpm is running, pid %d", (int)getpid());
-    rf_log(RF_LOG_NOTICE, "ready to handle connections");
-    if (notify_fd >= 0) {
-        char ok = 1;
-        ssize_t w = write(notify_fd, &ok, 1);
-        (void)w;
-        close(notify_fd);
-    }
-
-    for (;;) {
-        siginfo_t si;
-        int sig = sigwaitinfo(&sigs, &si);
-        if (sig < 0)
-            continue;
-        if (sig == SIGTERM || sig == SIGINT) {
-            rf_log(RF_LOG_NOTICE, "Terminating ...");
-            break;
-        }
-        if (sig == SIGQUIT) {
-            rf_log(RF_LOG_NOTICE, "Finishing ...");
-            break;
-        }
-        if (sig == SIGUSR1) {
-            rf_log(RF_LOG_NOTICE, "error log file re-opened");
-            rf_open_log(&conf, &o, !daemon);
-            continue;
-        }
-        if (sig == SIGUSR2 || sig == SIGHUP) {
-            rf_log(RF_LOG_WARNING, "reload (SIG%s) is not implemented by ringfpm yet; ignored",
-                   sig == SIGHUP ? "HUP" : "USR2");
-            continue;
-        }
-        if (sig == SIGCHLD) {
-            while (waitpid(-1, NULL, WNOHANG) > 0) {
-            }
-        }
-    }
-    rf_io_stop(io);
+    rf_main_log_ctx.conf = &conf;
+    rf_main_log_ctx.o = &o;
+    rf_main_log_ctx.foreground = !daemon;
+    rf_php_opts_t php;
+    memset(&php, 0, sizeof(php));
+    php.ini_path = o.php_ini;
+    php.no_ini = o.no_php_ini;
+    php.defines = (const char *const *)o.defines;
+    php.ndefines = o.ndefines;
+    rf_pm_args_t pa = {
+        .conf = &conf,
+        .io = &ioc,
+        .php = &php,
+        .notify_fd = notify_fd,
+        .pidfile = pidfile,
+        .conf_path = path,
+        .reopen_logs = rf_main_reopen_logs,
+    };
+    int rc = rf_pm_main(&pa);
     if (pidfile)
         unlink(pidfile);
-    rf_log(RF_LOG_NOTICE, "exiting, bye-bye!");
+    if (rc == 0)
+        rf_log(RF_LOG_NOTICE, "exiting, bye-bye!");
     free(pools);
     rf_conf_free(&conf);
-    return RF_EX_OK;
+    free(o.defines);
+    return rc;
 }

@@ -27,6 +27,8 @@ typedef struct exec_req {
     size_t body_len, body_pos;
     int body_fd;
     uint64_t body_left;
+    uint64_t body_off; /* the fd is read with pread from 0: its file offset
+                          is shared with the responder's copy */
     /* stdout buffer */
     char *obuf;
     size_t ocap, olen;
@@ -156,11 +158,12 @@ static ssize_t io_read_body(void *ctx, char *buf, size_t n)
             n = (size_t)r->body_left;
         ssize_t got;
         do {
-            got = read(r->body_fd, buf, n);
+            got = pread(r->body_fd, buf, n, (off_t)r->body_off);
         } while (got < 0 && errno == EINTR);
         if (got <= 0)
             return got < 0 ? -1 : 0;
         r->body_left -= (uint64_t)got;
+        r->body_off += (uint64_t)got;
         return got;
     }
     size_t left = r->body_len - r->body_pos;

@@ -352,7 +352,15 @@ int main(int argc, char **argv)
     long meas = recvd - 1;
 
     if (!dead) {
-        if (waitpid(child, &child_status, WNOHANG) != child) {
+        /* An executor at its max_requests exits on its own, right after its
+         * last END: give it a moment before asking. */
+        int exited = 0;
+        for (int i = 0; i < (maxreq ? 100 : 0) && !exited; i++) {
+            exited = waitpid(child, &child_status, WNOHANG) == child;
+            if (!exited)
+                usleep(10000);
+        }
+        if (!exited) {
             kill(child, SIGTERM);
             waitpid(child, &child_status, 0);
         }

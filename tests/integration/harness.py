@@ -154,7 +154,8 @@ class RingFpm:
 
     global_opts and pools are dicts of directives; a pool whose "listen" is
     None gets a free 127.0.0.1 port, and "unix" gets a socket path in the
-    temp dir. Defaults are filled in for error_log and log_level. After
+    temp dir. Defaults are filled in for error_log and log_level, and a pool
+    is served by the built-in handler unless it sets executor.type. After
     start(), self.addresses maps pool name -> address and self.address is the
     first pool's.
     """
@@ -169,6 +170,9 @@ class RingFpm:
         self.pools = {}
         for name, opts in (pools or {"www": {}}).items():
             opts = dict(opts)
+            # The engine tests talk to the responder's built-in handler; PHP
+            # tests ask for "executor.type": "php".
+            opts.setdefault("executor.type", "builtin")
             listen = opts.get("listen")
             if listen is None:
                 opts["listen"] = "127.0.0.1:%d" % free_tcp_port()

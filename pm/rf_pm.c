@@ -1,0 +1,638 @@
+/*
+ * rf_pm: the master process: responder and executor processes, their
+ * lifecycle and the signals (see rf_pm.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rf_chan.h"
+#include "rf_ctl.h"
+#include "rf_exec.h"
+#include "rf_exec_setup.h"
+#include "rf_log.h"
+#include "rf_pm.h"
+#include "rf_proctitle.h"
+
+typedef struct rf_pm_exec {
+    uint32_t id;
+    int pid;
+    int pool;
+    int thread;
+    uint64_t started_ns;
+    int retiring;
+} rf_pm_exec_t;
+
+typedef struct rf_pm_pool {
+    uint32_t live;              /* executors running */
+    uint32_t fast_fails;        /* consecutive executors that died young */
+    uint64_t respawn_at_ns;     /* static: respawn not before */
+    uint32_t respawn_due;       /* static: executors owed */
+    uint64_t last_maxed_log_ns; /* "server reached pm.max_children" rate limit */
+} rf_pm_pool_t;
+
+typedef struct rf_pm {
+    const rf_pm_args_t *a;
+    const rf_conf_t *conf;
+    int nthreads;
+    int *ctl;      /* master ends, per responder thread */
+    int *ctl_peer; /* responder ends (closed in the master once forked) */
+    int responder;
+    int sfd;
+    rf_pm_exec_t *xs;
+    size_t nxs, cap;
+    uint32_t next_id;
+    uint32_t *thread_load; /* executors per responder thread */
+    rf_pm_pool_t *pools;
+    int stopping;
+    pid_t master;
+} rf_pm_t;
+
+static volatile sig_atomic_t rf_exec_stop;
+
+static uint64_t rf_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int rf_pidfd_open(int pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static int rf_pool_is_php(const rf_conf_pool_t *p)
+{
+    return p->executor_type == RF_EXEC_PHP;
+}
+
+/* ---- executors -------------------------------------------------------------- */
+
+static void rf_exec_on_quit(int sig)
+{
+    (void)sig;
+    rf_exec_stop = 1;
+}
+
+/* In the forked executor: never returns. */
+static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *ch, int body_sock,
+                             uint64_t max_requests)
+{
+    const rf_conf_pool_t *p = &pm->conf->pools[pool];
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != pm->master)
+        _exit(1); /* the master died between fork and prctl */
+    for (int i = 0; i < pm->nthreads; i++)
+        close(pm->ctl[i]);
+    close(pm->sfd);
+    rf_chan_close_fd(ch);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    int dfl[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP, SIGCHLD};
+    for (size_t i = 0; i < sizeof(dfl) / sizeof(dfl[0]); i++)
+        sigaction(dfl[i], &sa, NULL);
+    sa.sa_handler = rf_exec_on_quit; /* SIGQUIT: finish the request, then exit */
+    sigaction(SIGQUIT, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    if (!p->catch_workers_output) {
+        /* php-fpm: a child's stdout/stderr go nowhere unless caught. */
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+            close(null);
+        }
+    }
+    char err[512];
+    if (rf_exec_setup(pm->conf, p, index, err, sizeof(err)) < 0) {
+        rf_log(RF_LOG_ERROR, "%s", err);
+        _exit(78);
+    }
+
+    rf_exec_opts_t o;
+    rf_exec_opts_init(&o);
+    o.max_requests = (uint32_t)max_requests;
+    o.body_sock = body_sock;
+    o.stop = &rf_exec_stop;
+    int rc = rf_exec_main(ch, &o);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+static rf_pm_exec_t *rf_pm_exec_add(rf_pm_t *pm)
+{
+    if (pm->nxs == pm->cap) {
+        size_t ncap = pm->cap ? pm->cap * 2 : 32;
+        rf_pm_exec_t *n = realloc(pm->xs, ncap * sizeof(*n));
+        if (n == NULL)
+            return NULL;
+        pm->xs = n;
+        pm->cap = ncap;
+    }
+    return &pm->xs[pm->nxs++];
+}
+
+static int rf_pm_pick_thread(const rf_pm_t *pm)
+{
+    int best = 0;
+    for (int i = 1; i < pm->nthreads; i++)
+        if (pm->thread_load[i] < pm->thread_load[best])
+            best = i;
+    return best;
+}
+
+/* Fork one executor of pool for responder thread `thread`. */
+static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
+{
+    const rf_conf_pool_t *p = &pm->conf->pools[pool];
+    const rf_io_pool_t *iop = &pm->a->io->pools[pool];
+    rf_chan_opts_t co;
+    memset(&co, 0, sizeof(co));
+    co.req_ring_size = iop->chan_ring_size;
+    co.resp_ring_size = iop->chan_ring_size;
+    co.resp_eventfd = 1;
+    co.spin = 64;
+    rf_chan_t *ch;
+    int rc = rf_chan_create(&co, &ch);
+    if (rc < 0) {
+        rf_log(RF_LOG_ERROR, "[pool %s] cannot create an executor channel: %s", p->name,
+               strerror(-rc));
+        return rc;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        rc = -errno;
+        rf_chan_destroy(ch);
+        return rc;
+    }
+    uint64_t max_requests = (uint64_t)p->pm_max_requests;
+    if (max_requests > 8) {
+        /* Jitter, so executors started together do not all restart together. */
+        max_requests -= (uint64_t)rand() % (max_requests / 8 + 1);
+    }
+    uint32_t id = ++pm->next_id;
+    int pid = fork();
+    if (pid < 0) {
+        rc = -errno;
+        rf_log(RF_LOG_ERROR, "[pool %s] fork() failed: %s (%d)", p->name, strerror(errno), errno);
+        close(sv[0]);
+        close(sv[1]);
+        rf_chan_destroy(ch);
+        return rc;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        rf_pm_exec_child(pm, pool, (unsigned)(id - 1), ch, sv[1], max_requests);
+    }
+    close(sv[1]);
+    int pidfd = rf_pidfd_open(pid);
+    rf_ctl_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.type = RF_CTL_EXEC_UP;
+    m.pool = (uint32_t)pool;
+    m.id = id;
+    m.pid = pid;
+    m.arg64 = max_requests;
+    int fds[4] = {rf_chan_fd(ch), rf_chan_eventfd(ch), pidfd, sv[0]};
+    rc = pidfd < 0 ? -errno : rf_ctl_send(pm->ctl[thread], &m, fds, 4);
+    if (pidfd >= 0)
+        close(pidfd);
+    close(sv[0]);
+    rf_chan_destroy(ch);
+    rf_pm_exec_t *x = rf_pm_exec_add(pm);
+    if (x == NULL) {
+        kill(pid, SIGKILL);
+        return -ENOMEM;
+    }
+    x->id = id;
+    x->pid = pid;
+    x->pool = pool;
+    x->thread = thread;
+    x->started_ns = rf_mono_ns();
+    x->retiring = 0;
+    pm->pools[pool].live++;
+    pm->thread_load[thread]++;
+    if (rc < 0) {
+        rf_log(RF_LOG_ERROR, "[pool %s] cannot hand executor %d to the responder: %s", p->name, pid,
+               strerror(-rc));
+        kill(pid, SIGKILL);
+        x->retiring = 1;
+        return rc;
+    }
+    rf_log(RF_LOG_NOTICE, "[pool %s] child %d started", p->name, pid);
+    return 0;
+}
+
+static rf_pm_exec_t *rf_pm_find(rf_pm_t *pm, uint32_t id, int pid)
+{
+    for (size_t i = 0; i < pm->nxs; i++)
+        if ((id && pm->xs[i].id == id) || (pid && pm->xs[i].pid == pid))
+            return &pm->xs[i];
+    return NULL;
+}
+
+static void rf_pm_maxed(rf_pm_t *pm, int pool)
+{
+    const rf_conf_pool_t *p = &pm->conf->pools[pool];
+    uint64_t now = rf_mono_ns();
+    if (now - pm->pools[pool].last_maxed_log_ns < 1000000000u && pm->pools[pool].last_maxed_log_ns)
+        return;
+    pm->pools[pool].last_maxed_log_ns = now;
+    rf_log(RF_LOG_WARNING,
+           "[pool %s] server reached pm.max_children setting (%ld), consider "
+           "raising it",
+           p->name, p->pm_max_children);
+}
+
+static void rf_pm_ctl(rf_pm_t *pm, int thread)
+{
+    for (;;) {
+        rf_ctl_msg_t m;
+        int fds[RF_CTL_MAX_FDS], nfds;
+        int rc = rf_ctl_recv(pm->ctl[thread], &m, fds, &nfds);
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            if (rc == -EPROTO)
+                continue;
+            return; /* the responder is gone: SIGCHLD tells the rest */
+        }
+        if (m.pool >= (uint32_t)pm->conf->npools)
+            continue;
+        const rf_conf_pool_t *p = &pm->conf->pools[m.pool];
+        if (m.type == RF_CTL_SPAWN) {
+            uint32_t live = pm->pools[m.pool].live;
+            uint32_t max = (uint32_t)p->pm_max_children;
+            uint32_t grant = live >= max ? 0 : max - live;
+            if (grant > m.arg)
+                grant = m.arg;
+            uint32_t done = 0;
+            for (; done < grant && !pm->stopping; done++)
+                if (rf_pm_spawn(pm, (int)m.pool, thread) < 0)
+                    break;
+            if (done < m.arg) {
+                if (live + done >= max)
+                    rf_pm_maxed(pm, (int)m.pool);
+                rf_ctl_msg_t r;
+                memset(&r, 0, sizeof(r));
+                r.type = RF_CTL_SPAWN;
+                r.pool = m.pool;
+                r.arg = m.arg - done;
+                rf_ctl_send(pm->ctl[thread], &r, NULL, 0);
+            }
+        } else if (m.type == RF_CTL_RETIRE || m.type == RF_CTL_KILL) {
+            rf_pm_exec_t *x = rf_pm_find(pm, m.id, 0);
+            if (x == NULL || x->pool != (int)m.pool)
+                continue;
+            x->retiring = 1;
+            kill(x->pid, m.type == RF_CTL_KILL ? SIGKILL : SIGTERM);
+        }
+    }
+}
+
+static void rf_pm_describe_exit(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status)) {
+        snprintf(buf, len, "with code %d", WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        const char *name = sigabbrev_np(sig);
+        snprintf(buf, len, "on signal %d (SIG%s%s)", sig, name ? name : "?",
+                 WCOREDUMP(status) ? " - core dumped" : "");
+    } else {
+        snprintf(buf, len, "with status %d", status);
+    }
+}
+
+/* Returns 1 when the responder itself died. */
+static int rf_pm_reap(rf_pm_t *pm)
+{
+    int status, pid, responder_died = 0;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        char how[96];
+        rf_pm_describe_exit(status, how, sizeof(how));
+        if (pid == pm->responder) {
+            if (!pm->stopping)
+                rf_log(RF_LOG_ALERT, "the responder (pid %d) exited %s", pid, how);
+            pm->responder = -1;
+            responder_died = 1;
+            continue;
+        }
+        rf_pm_exec_t *x = rf_pm_find(pm, 0, pid);
+        if (x == NULL)
+            continue;
+        const rf_conf_pool_t *p = &pm->conf->pools[x->pool];
+        uint64_t now = rf_mono_ns();
+        double age = (double)(now - x->started_ns) / 1e9;
+        int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        rf_log(clean || x->retiring ? RF_LOG_NOTICE : RF_LOG_WARNING,
+               "[pool %s] child %d exited %s after %.6f seconds from start", p->name, pid, how,
+               age);
+        int pool = x->pool, thread = x->thread, retiring = x->retiring;
+        pm->pools[pool].live--;
+        pm->thread_load[thread]--;
+        *x = pm->xs[--pm->nxs];
+        if (pm->stopping || p->pm != RF_PM_STATIC)
+            continue;
+        /* static: keep max_children running; back off when executors die
+         * young (a broken php.ini, chroot or user setting), as php-fpm's
+         * emergency restart would, without hammering fork. */
+        rf_pm_pool_t *pp = &pm->pools[pool];
+        if (!clean && !retiring && age < 1.0) {
+            pp->fast_fails++;
+            uint64_t delay = 10000000ull << (pp->fast_fails > 9 ? 9 : pp->fast_fails);
+            if (delay > 5000000000ull)
+                delay = 5000000000ull;
+            pp->respawn_at_ns = now + delay;
+        } else {
+            pp->fast_fails = 0;
+        }
+        pp->respawn_due++;
+        (void)thread;
+    }
+    return responder_died;
+}
+
+static void rf_pm_respawn_due(rf_pm_t *pm)
+{
+    uint64_t now = rf_mono_ns();
+    for (int i = 0; i < pm->conf->npools; i++) {
+        rf_pm_pool_t *pp = &pm->pools[i];
+        while (pp->respawn_due && now >= pp->respawn_at_ns && !pm->stopping) {
+            pp->respawn_due--;
+            if (pp->live >= (uint32_t)pm->conf->pools[i].pm_max_children)
+                continue;
+            rf_pm_spawn(pm, i, rf_pm_pick_thread(pm));
+        }
+    }
+}
+
+/* ---- the responder process ------------------------------------------------ */
+
+static void rf_pm_responder_child(rf_pm_t *pm, int ready_fd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != pm->master)
+        _exit(1);
+    for (int i = 0; i < pm->nthreads; i++)
+        if (pm->ctl[i] >= 0)
+            close(pm->ctl[i]);
+    close(pm->sfd);
+    rf_proctitle_set("responder");
+    rf_io_t *io = NULL;
+    int rc = rf_io_start(&io, pm->a->io);
+    char ok = rc == 0 ? 1 : 0;
+    ssize_t w = write(ready_fd, &ok, 1);
+    (void)w;
+    close(ready_fd);
+    if (rc < 0)
+        _exit(1);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGQUIT);
+    for (;;) {
+        int sig = sigwaitinfo(&sigs, NULL);
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+            break;
+    }
+    rf_io_stop(io);
+    _exit(0);
+}
+
+static int rf_pm_start_responder(rf_pm_t *pm)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return -errno;
+    int pid = fork();
+    if (pid < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return -errno;
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        rf_pm_responder_child(pm, pfd[1]);
+    }
+    close(pfd[1]);
+    pm->responder = pid;
+    char ok = 0;
+    ssize_t n;
+    do {
+        n = read(pfd[0], &ok, 1);
+    } while (n < 0 && errno == EINTR);
+    close(pfd[0]);
+    for (int i = 0; i < pm->nthreads; i++)
+        if (pm->ctl_peer[i] >= 0) {
+            close(pm->ctl_peer[i]);
+            pm->ctl_peer[i] = -1;
+        }
+    return n == 1 && ok == 1 ? 0 : -EIO;
+}
+
+/* ---- shutdown --------------------------------------------------------------- */
+
+static void rf_pm_signal_all(rf_pm_t *pm, int sig)
+{
+    if (pm->responder > 0)
+        kill(pm->responder, sig);
+    for (size_t i = 0; i < pm->nxs; i++)
+        kill(pm->xs[i].pid, sig);
+}
+
+static void rf_pm_shutdown(rf_pm_t *pm, uint64_t grace_ns)
+{
+    pm->stopping = 1;
+    rf_pm_signal_all(pm, SIGTERM);
+    uint64_t deadline = rf_mono_ns() + grace_ns;
+    while (pm->responder > 0 || pm->nxs) {
+        rf_pm_reap(pm);
+        if (pm->responder <= 0 && pm->nxs == 0)
+            break;
+        if (rf_mono_ns() > deadline) {
+            rf_pm_signal_all(pm, SIGKILL);
+            deadline = UINT64_MAX;
+        }
+        usleep(10000);
+    }
+}
+
+/* ---- main loop ------------------------------------------------------------------ */
+
+int rf_pm_main(const rf_pm_args_t *a)
+{
+    const rf_conf_t *conf = a->conf;
+    rf_pm_t pmv, *pm = &pmv;
+    memset(pm, 0, sizeof(*pm));
+    pm->a = a;
+    pm->conf = conf;
+    pm->master = getpid();
+    pm->responder = -1;
+    srand((unsigned)(getpid() ^ time(NULL)));
+    rf_proctitle_set("master process (%s)", a->conf_path ? a->conf_path : "built-in");
+
+    int php = 0;
+    for (int i = 0; i < conf->npools; i++)
+        php |= rf_pool_is_php(&conf->pools[i]);
+
+    pm->nthreads = rf_io_thread_count(a->io);
+    pm->ctl = calloc((size_t)pm->nthreads, sizeof(int));
+    pm->ctl_peer = calloc((size_t)pm->nthreads, sizeof(int));
+    pm->thread_load = calloc((size_t)pm->nthreads, sizeof(uint32_t));
+    pm->pools = calloc((size_t)conf->npools, sizeof(*pm->pools));
+    if (!pm->ctl || !pm->ctl_peer || !pm->thread_load || !pm->pools)
+        return 70;
+    for (int i = 0; i < pm->nthreads; i++)
+        pm->ctl[i] = pm->ctl_peer[i] = -1;
+    if (php) {
+        for (int i = 0; i < pm->nthreads; i++) {
+            int sv[2];
+            if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+                rf_log(RF_LOG_ERROR, "socketpair() failed: %s", strerror(errno));
+                return 70;
+            }
+            /* The master blocks on nothing: its end never stalls the loop. */
+            fcntl(sv[0], F_SETFL, O_NONBLOCK);
+            pm->ctl[i] = sv[0];
+            pm->ctl_peer[i] = sv[1];
+        }
+        a->io->ctl_fds = pm->ctl_peer;
+    }
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    int handled[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGHUP, SIGCHLD};
+    for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
+        sigaddset(&sigs, handled[i]);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    pm->sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (pm->sfd < 0) {
+        rf_log(RF_LOG_ERROR, "signalfd() failed: %s", strerror(errno));
+        return 70;
+    }
+
+    if (rf_pm_start_responder(pm) < 0) {
+        rf_log(RF_LOG_ERROR, "FPM initialization failed");
+        rf_pm_shutdown(pm, 1000000000u);
+        return 70;
+    }
+    if (php) {
+        int rc = rf_php_startup(a->php);
+        if (rc < 0) {
+            rf_log(RF_LOG_ERROR, "PHP failed to start (%s): FPM initialization failed",
+                   strerror(-rc));
+            rf_pm_shutdown(pm, 1000000000u);
+            return 70;
+        }
+    }
+    for (int i = 0; i < conf->npools; i++) {
+        const rf_conf_pool_t *p = &conf->pools[i];
+        if (!rf_pool_is_php(p))
+            continue;
+        long n = p->pm == RF_PM_STATIC    ? p->pm_max_children
+                 : p->pm == RF_PM_DYNAMIC ? p->pm_start_servers
+                                          : 0;
+        for (long k = 0; k < n; k++)
+            rf_pm_spawn(pm, i, rf_pm_pick_thread(pm));
+    }
+
+    rf_log(RF_LOG_NOTICE, "fpm is running, pid %d", (int)getpid());
+    rf_log(RF_LOG_NOTICE, "ready to handle connections");
+    if (a->notify_fd >= 0) {
+        char ok = 1;
+        ssize_t w = write(a->notify_fd, &ok, 1);
+        (void)w;
+        close(a->notify_fd);
+    }
+
+    struct pollfd *pfds = calloc((size_t)pm->nthreads + 1, sizeof(*pfds));
+    if (pfds == NULL)
+        return 70;
+    int exit_code = 0;
+    uint64_t grace =
+        (uint64_t)(conf->process_control_timeout > 0 ? conf->process_control_timeout : 2) *
+        1000000000u;
+    for (;;) {
+        int n = 0;
+        pfds[n].fd = pm->sfd;
+        pfds[n++].events = POLLIN;
+        for (int i = 0; i < pm->nthreads; i++) {
+            pfds[n].fd = pm->ctl[i];
+            pfds[n++].events = POLLIN;
+        }
+        int due = 0;
+        for (int i = 0; i < conf->npools; i++)
+            due |= pm->pools[i].respawn_due != 0;
+        int rc = poll(pfds, (nfds_t)n, due ? 10 : 1000);
+        if (rc < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < pm->nthreads; i++)
+            if (pfds[1 + i].revents & POLLIN)
+                rf_pm_ctl(pm, i);
+        struct signalfd_siginfo si;
+        int stop = 0;
+        while (read(pm->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            int sig = (int)si.ssi_signo;
+            if (sig == SIGTERM || sig == SIGINT) {
+                rf_log(RF_LOG_NOTICE, "Terminating ...");
+                stop = 1;
+            } else if (sig == SIGQUIT) {
+                rf_log(RF_LOG_NOTICE, "Finishing ...");
+                stop = 1;
+            } else if (sig == SIGUSR1) {
+                if (a->reopen_logs)
+                    a->reopen_logs();
+                rf_log(RF_LOG_NOTICE, "error log file re-opened");
+            } else if (sig == SIGUSR2 || sig == SIGHUP) {
+                rf_log(RF_LOG_WARNING, "reload (SIG%s) is not implemented by ringfpm yet; ignored",
+                       sig == SIGHUP ? "HUP" : "USR2");
+            }
+        }
+        if (rf_pm_reap(pm) && !pm->stopping) {
+            rf_log(RF_LOG_ALERT, "the responder died: stopping");
+            exit_code = 70;
+            stop = 1;
+        }
+        if (stop)
+            break;
+        rf_pm_respawn_due(pm);
+    }
+    rf_pm_shutdown(pm, grace);
+    free(pfds);
+    for (int i = 0; i < pm->nthreads; i++)
+        if (pm->ctl[i] >= 0)
+            close(pm->ctl[i]);
+    close(pm->sfd);
+    free(pm->ctl);
+    free(pm->ctl_peer);
+    free(pm->thread_load);
+    free(pm->pools);
+    free(pm->xs);
+    return exit_code;
+}

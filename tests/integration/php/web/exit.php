@@ -1,0 +1,4 @@
+<?php
+echo "output before exit\n";
+exit();
+echo "never printed\n";

@@ -1,0 +1,3 @@
+<?php
+header('Location: http://localhost/target?from=redirect');
+echo "moved";

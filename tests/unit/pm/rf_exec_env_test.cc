@@ -1,0 +1,172 @@
+// Unit tests for pm/rf_exec_env.c: clear_env, env[] with "$NAME" taken from
+// the environment before it is cleared, the first-entry-wins rule php-fpm
+// 8.2 shows for a repeated name (env[A] = first / env[A] = second -> A=first,
+// observed), and USER/HOME unless env[] sets them. Each case runs in a
+// forked child, since it rewrites the process environment; the child sends
+// back what it sees through a pipe.
+#include "rf_exec_env.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace
+{
+
+// Run f in a child process; returns what f returned, or "CHILD FAILED".
+std::string in_child(const std::function<std::string()> &f)
+{
+    int fds[2];
+    if (pipe(fds) < 0)
+        return "PIPE FAILED";
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        std::string out = f();
+        size_t off = 0;
+        while (off < out.size()) {
+            ssize_t n = write(fds[1], out.data() + off, out.size() - off);
+            if (n <= 0)
+                _exit(2);
+            off += static_cast<size_t>(n);
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    std::string got;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fds[0], buf, sizeof(buf))) > 0)
+        got.append(buf, static_cast<size_t>(n));
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return "CHILD FAILED";
+    return got;
+}
+
+// The whole environment, sorted, "A=1;B=2;".
+std::string environment()
+{
+    std::vector<std::string> v;
+    for (char **e = environ; e && *e; e++)
+        v.push_back(*e);
+    std::sort(v.begin(), v.end());
+    std::string s;
+    for (const std::string &x : v)
+        s += x + ";";
+    return s;
+}
+
+struct Pool {
+    std::vector<std::string> keys, values;
+    std::vector<int> kinds;
+    std::vector<rf_conf_kv_t> kv;
+    rf_conf_pool_t p;
+    explicit Pool(int clear_env)
+    {
+        std::memset(&p, 0, sizeof(p));
+        p.name = const_cast<char *>("www");
+        p.clear_env = clear_env;
+    }
+    Pool &add(int kind, const char *key, const char *value)
+    {
+        kinds.push_back(kind);
+        keys.push_back(key);
+        values.push_back(value);
+        return *this;
+    }
+    const rf_conf_pool_t *get()
+    {
+        kv.clear();
+        for (size_t i = 0; i < keys.size(); i++)
+            kv.push_back({kinds[i], const_cast<char *>(keys[i].c_str()),
+                          const_cast<char *>(values[i].c_str())});
+        p.kv = kv.data();
+        p.nkv = kv.size();
+        return &p;
+    }
+};
+
+std::string apply(Pool &pool, const char *user = nullptr, const char *home = nullptr)
+{
+    return in_child([&]() {
+        clearenv();
+        setenv("MASTER_HOME", "/root", 1);
+        setenv("KEEP", "k", 1);
+        setenv("PATH", "/usr/bin:/bin", 1);
+        char err[256] = "";
+        int rc = rf_exec_env_apply(pool.get(), err, sizeof(err));
+        if (rc < 0)
+            return "rc=" + std::to_string(rc) + " " + err;
+        rc = rf_exec_env_user(pool.get(), user, home, err, sizeof(err));
+        if (rc < 0)
+            return "rc=" + std::to_string(rc) + " " + err;
+        return environment();
+    });
+}
+
+TEST(ExecEnv, ClearEnvKeepsOnlyEnvEntries)
+{
+    Pool p(1);
+    p.add(RF_KV_ENV, "PATH", "/usr/local/bin")
+        .add(RF_KV_PHP_VALUE, "memory_limit", "1G") // not environment
+        .add(RF_KV_ENV, "APP", "prod");
+    EXPECT_EQ(apply(p), "APP=prod;PATH=/usr/local/bin;");
+}
+
+TEST(ExecEnv, NoClearEnvKeepsTheMastersEnvironment)
+{
+    Pool p(0);
+    p.add(RF_KV_ENV, "APP", "prod").add(RF_KV_ENV, "KEEP", "changed");
+    EXPECT_EQ(apply(p), "APP=prod;KEEP=changed;MASTER_HOME=/root;PATH=/usr/bin:/bin;");
+}
+
+TEST(ExecEnv, DollarValueTakenBeforeClearing)
+{
+    Pool p(1);
+    p.add(RF_KV_ENV, "H", "$MASTER_HOME")
+        .add(RF_KV_ENV, "P", "$PATH")
+        .add(RF_KV_ENV, "UNSET", "$NOT_THERE") // "" as php-fpm
+        .add(RF_KV_ENV, "MIDDLE", "a$PATH")    // only a leading '$' is special
+        .add(RF_KV_ENV, "LONE", "$");          // getenv("") -> ""
+    EXPECT_EQ(apply(p), "H=/root;LONE=;MIDDLE=a$PATH;P=/usr/bin:/bin;UNSET=;");
+}
+
+TEST(ExecEnv, FirstEntryOfARepeatedNameWins)
+{
+    Pool p(1);
+    p.add(RF_KV_ENV, "A", "first").add(RF_KV_ENV, "B", "b").add(RF_KV_ENV, "A", "second");
+    EXPECT_EQ(apply(p), "A=first;B=b;");
+}
+
+TEST(ExecEnv, UserAndHomeUnlessEnvSetsThem)
+{
+    Pool p(1);
+    EXPECT_EQ(apply(p, "www-data", "/var/www"), "HOME=/var/www;USER=www-data;");
+
+    Pool q(1);
+    q.add(RF_KV_ENV, "USER", "me");
+    EXPECT_EQ(apply(q, "www-data", "/var/www"), "HOME=/var/www;USER=me;");
+
+    Pool r(1);
+    r.add(RF_KV_ENV, "HOME", "/tmp");
+    EXPECT_EQ(apply(r, "www-data", nullptr), "HOME=/tmp;USER=www-data;");
+}
+
+TEST(ExecEnv, NameSetenvRefusesIsSkipped)
+{
+    Pool p(1);
+    p.add(RF_KV_ENV, "A=B", "x").add(RF_KV_ENV, "C", "y");
+    EXPECT_EQ(apply(p), "C=y;");
+}
+
+} // namespace
