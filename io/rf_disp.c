@@ -78,7 +78,8 @@ typedef struct rf_dreq {
     uint64_t queued_ns;
     uint32_t gen; /* the REQUEST's generation on its executor's channel */
     uint8_t queued;
-    uint8_t out; /* STDOUT bytes went to the client */
+    uint8_t slow; /* counted as a slow request */
+    uint8_t out;  /* STDOUT bytes went to the client */
     uint8_t abort_sent;
 } rf_dreq_t;
 
@@ -830,6 +831,8 @@ void rf_disp_start(rf_req_t *r)
     }
     dr->queued = 1;
     dr->queued_ns = t->now_ns;
+    if (dp->nexec + dp->spawn_pending >= rf_disp_share(t, p->max_children))
+        RF_STAT_INC(&t->dstats[c->pool_idx], maxed);
     rf_link_append(&dp->queue, &dr->link);
     dp->nqueue++;
     RF_STAT_INC(&t->dstats[c->pool_idx], queued);
@@ -1024,6 +1027,11 @@ void rf_disp_run(rf_thread_t *t)
         if (x == NULL || x->nq == 0 || x->killed)
             continue;
         const rf_io_pool_t *pool = &conf->pools[x->pool];
+        if (pool->slowlog_ms && !x->q[0]->slow &&
+            t->now_ns - x->since_ns >= (uint64_t)pool->slowlog_ms * 1000000u) {
+            x->q[0]->slow = 1;
+            RF_STAT_INC(&t->dstats[x->pool], slow);
+        }
         if (!pool->terminate_ms ||
             t->now_ns - x->since_ns < (uint64_t)pool->terminate_ms * 1000000u)
             continue;

@@ -188,6 +188,8 @@ typedef struct rf_disp_stats {
     uint64_t queue_aborted;  /* client went away while queued */
     uint64_t failed;         /* executor died under the request */
     uint64_t terminated;     /* request_terminate_timeout kills */
+    uint64_t maxed;          /* a request queued with pm.max_children running */
+    uint64_t slow;           /* requests that ran past request_slowlog_timeout */
     uint32_t idle, active, total, queue;
     uint32_t max_queue, max_active;
 } rf_disp_stats_t;

@@ -45,17 +45,37 @@ static int rf_query_has(const rf_req_t *r, const char *key)
     return 0;
 }
 
+#define RF_SUM(dst, src, f) (dst)->f += RF_STAT_LOAD(src, f)
+
 typedef struct rf_status_sum {
     rf_proto_stats_t p;
     rf_io_stats_t io;
+    rf_disp_stats_t d; /* this pool's executors and queue */
 } rf_status_sum_t;
 
-static void rf_status_collect(rf_io_t *io, rf_status_sum_t *s)
+static void rf_status_collect(rf_io_t *io, int pool, rf_status_sum_t *s)
 {
     memset(s, 0, sizeof(*s));
     for (int i = 0; i < io->nthreads; i++) {
         rf_thread_t *t = &io->threads[i];
-#define RF_SUM(dst, src, f) (dst)->f += RF_STAT_LOAD(src, f)
+        if (t->dstats) {
+            rf_disp_stats_t *d = &t->dstats[pool];
+            RF_SUM(&s->d, d, accepted);
+            RF_SUM(&s->d, d, queued);
+            RF_SUM(&s->d, d, queue_full);
+            RF_SUM(&s->d, d, queue_timeouts);
+            RF_SUM(&s->d, d, queue_aborted);
+            RF_SUM(&s->d, d, failed);
+            RF_SUM(&s->d, d, terminated);
+            RF_SUM(&s->d, d, maxed);
+            RF_SUM(&s->d, d, slow);
+            RF_SUM(&s->d, d, idle);
+            RF_SUM(&s->d, d, active);
+            RF_SUM(&s->d, d, total);
+            RF_SUM(&s->d, d, queue);
+            RF_SUM(&s->d, d, max_queue);
+            RF_SUM(&s->d, d, max_active);
+        }
         RF_SUM(&s->p, &t->pstats, requests);
         RF_SUM(&s->p, &t->pstats, protocol_errors);
         RF_SUM(&s->p, &t->pstats, limit_params);
@@ -84,7 +104,8 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
 {
     rf_io_t *io = t->io;
     rf_status_sum_t s;
-    rf_status_collect(io, &s);
+    rf_status_collect(io, c->pool_idx, &s);
+    int php = c->pool->handler == NULL;
     int json = rf_query_has(r, "json");
     long since = (long)(time(NULL) - io->start_time);
 
@@ -93,6 +114,22 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
         unsigned long long v;
     } rows[] = {
         {"accepted conn", s.io.accepted},
+        {"listen queue", s.d.queue},
+        {"max listen queue", s.d.max_queue},
+        {"listen queue len", php ? c->pool->queue_max : 0},
+        {"idle processes", s.d.idle},
+        {"active processes", s.d.active},
+        {"total processes", s.d.total},
+        {"max active processes", s.d.max_active},
+        {"max children reached", s.d.maxed},
+        {"slow requests", s.d.slow},
+        {"executor requests", s.d.accepted},
+        {"queued requests", s.d.queued},
+        {"queue full", s.d.queue_full},
+        {"queue timeouts", s.d.queue_timeouts},
+        {"queue aborted", s.d.queue_aborted},
+        {"executor failures", s.d.failed},
+        {"terminated requests", s.d.terminated},
         {"active connections", s.io.active},
         {"requests", s.p.requests},
         {"protocol errors", s.p.protocol_errors},

@@ -140,9 +140,9 @@ static const rf_directive_t rf_directives[] = {
     P("ping.response", RF_T_STR, ping_response),
     PP("access.log", RF_T_STR, access_log),
     PP("access.format", RF_T_STR, access_format),
-    PP("slowlog", RF_T_STR, slowlog),
-    PP("request_slowlog_timeout", RF_T_TIME, request_slowlog_timeout),
-    PI("request_slowlog_trace_depth"),
+    P("slowlog", RF_T_STR, slowlog),
+    P("request_slowlog_timeout", RF_T_TIME, request_slowlog_timeout),
+    P("request_slowlog_trace_depth", RF_T_INT, request_slowlog_trace_depth),
     P("request_terminate_timeout", RF_T_TIME, request_terminate_timeout),
     PI("request_terminate_timeout_track_finished"),
     P("rlimit_files", RF_T_INT, rlimit_files),
@@ -219,6 +219,7 @@ static void rf_pool_defaults(rf_conf_pool_t *p)
     p->listen_mode = 0660;
     p->pm_max_spawn_rate = 32;
     p->pm_process_idle_timeout = 10;
+    p->request_slowlog_trace_depth = 20;
     p->clear_env = 1;
     p->max_params_bytes = 1 << 20;
     p->max_params = 10000;

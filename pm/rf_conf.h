@@ -80,6 +80,7 @@ typedef struct rf_conf_pool {
     char *access_format;
     char *slowlog;
     long request_slowlog_timeout;
+    long request_slowlog_trace_depth;
     long request_terminate_timeout;
     long rlimit_files; /* RLIMIT_NOFILE of executors; 0 = inherited */
     long rlimit_core;  /* RLIMIT_CORE of executors; 0 = inherited, -1 = unlimited */

@@ -263,6 +263,7 @@ static void rf_build_io(const rf_conf_t *conf, rf_io_conf_t *io, rf_io_pool_t *p
         q->queue_max = (uint32_t)p->queue_max;
         q->queue_timeout_ms = (uint32_t)p->queue_timeout_ms;
         q->terminate_ms = (uint32_t)(p->request_terminate_timeout * 1000);
+        q->slowlog_ms = p->slowlog ? (uint32_t)(p->request_slowlog_timeout * 1000) : 0;
         q->overload_fcgi = p->overload_fcgi;
         /* The request ring holds a whole params block (request.max_params_bytes). */
         uint32_t ring = 256u << 10;

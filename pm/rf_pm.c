@@ -126,6 +126,20 @@ static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *c
             close(null);
         }
     }
+    int slow_fd = -1;
+    if (p->request_slowlog_timeout > 0 && p->slowlog) {
+        /* Opened before the pool's user is taken, like php-fpm's master. */
+        char path[4096];
+        const char *s = p->slowlog;
+        if (s[0] != '/') {
+            snprintf(path, sizeof(path), "%s/%s", pm->conf->prefix ? pm->conf->prefix : "/var", s);
+            s = path;
+        }
+        slow_fd = open(s, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (slow_fd < 0)
+            rf_log(RF_LOG_ERROR, "[pool %s] cannot open slowlog '%s': %s (%d)", p->name, s,
+                   strerror(errno), errno);
+    }
     char err[512];
     if (rf_exec_setup(pm->conf, p, index, err, sizeof(err)) < 0) {
         rf_log(RF_LOG_ERROR, "%s", err);
@@ -137,6 +151,10 @@ static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *c
     o.max_requests = (uint32_t)max_requests;
     o.body_sock = body_sock;
     o.stop = &rf_exec_stop;
+    o.slowlog_ms = (uint32_t)(p->request_slowlog_timeout * 1000);
+    o.slowlog_fd = slow_fd;
+    o.slowlog_depth = (int)p->request_slowlog_trace_depth;
+    o.pool_name = p->name;
     int rc = rf_exec_main(ch, &o);
     _exit(rc == 0 ? 0 : 1);
 }

@@ -7,7 +7,11 @@
 #include "rf_fcgi.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -43,7 +47,78 @@ void rf_exec_opts_init(rf_exec_opts_t *o)
 {
     memset(o, 0, sizeof(*o));
     o->body_sock = -1;
+    o->slowlog_fd = -1;
 }
+
+/* ---- slowlog watcher ------------------------------------------------------
+ * A second thread of the executor sleeps until the running request's
+ * slowlog deadline; if the same request still runs then, it writes the
+ * request's PHP stack (rf_php_trace) to the slowlog. The main thread only
+ * publishes (script, start, seq) per request: no syscall on its path. */
+
+typedef struct slow_watch {
+    _Atomic uint64_t seq; /* odd while a request runs */
+    _Atomic uint64_t start_ns;
+    _Atomic int stop;
+    char script[1024];
+    const rf_exec_opts_t *o;
+    rf_exec_stats_t *st;
+    pthread_t tid;
+    int running;
+} slow_watch_t;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void slow_dump(slow_watch_t *w)
+{
+    static char buf[65536];
+    time_t now = time(NULL);
+    struct tm tm;
+    char date[64];
+    localtime_r(&now, &tm);
+    strftime(date, sizeof(date), "[%d-%b-%Y %H:%M:%S]", &tm);
+    int n = snprintf(buf, sizeof(buf), "\n%s  [pool %s] pid %d\nscript_filename = %s\n", date,
+                     w->o->pool_name ? w->o->pool_name : "-", (int)getpid(), w->script);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return;
+    size_t len = (size_t)n;
+    len += rf_php_trace(buf + len, sizeof(buf) - len,
+                        w->o->slowlog_depth > 0 ? w->o->slowlog_depth : 20);
+    ssize_t wr = write(w->o->slowlog_fd, buf, len);
+    (void)wr;
+    w->st->slow++;
+}
+
+static void *slow_main(void *arg)
+{
+    slow_watch_t *w = arg;
+    uint64_t limit = (uint64_t)w->o->slowlog_ms * 1000000u, logged = 0;
+    while (!atomic_load(&w->stop)) {
+        uint64_t s = atomic_load_explicit(&w->seq, memory_order_acquire);
+        uint64_t wait = limit;
+        if ((s & 1) && s != logged) {
+            uint64_t deadline = atomic_load(&w->start_ns) + limit, now = mono_ns();
+            if (now >= deadline) {
+                slow_dump(w);
+                logged = s;
+            } else {
+                wait = deadline - now;
+            }
+        }
+        if (wait > 200000000u)
+            wait = 200000000u; /* sees stop within 0.2 s */
+        struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static slow_watch_t slow_w;
 
 static int out_drain(exec_req_t *r)
 {
@@ -312,6 +387,28 @@ static int decode_params(param_vec_t *pv, const uint8_t *p, uint32_t len, uint32
     return 0;
 }
 
+static void slow_begin(const param_vec_t *pv)
+{
+    if (!slow_w.running)
+        return;
+    slow_w.script[0] = '\0';
+    for (size_t i = 0; i < pv->n; i++)
+        if (pv->v[i].name_len == 15 && memcmp(pv->v[i].name, "SCRIPT_FILENAME", 15) == 0) {
+            size_t k = pv->v[i].value_len < sizeof(slow_w.script) - 1 ? pv->v[i].value_len
+                                                                      : sizeof(slow_w.script) - 1;
+            memcpy(slow_w.script, pv->v[i].value, k);
+            slow_w.script[k] = '\0';
+        }
+    atomic_store(&slow_w.start_ns, mono_ns());
+    atomic_fetch_add_explicit(&slow_w.seq, 1, memory_order_release);
+}
+
+static void slow_end(void)
+{
+    if (slow_w.running)
+        atomic_fetch_add_explicit(&slow_w.seq, 1, memory_order_release);
+}
+
 static const char err500[] = "Status: 500 Internal Server Error\r\n"
                              "Content-type: text/html; charset=UTF-8\r\n\r\n";
 
@@ -362,7 +459,9 @@ static int run_request(rf_chan_t *ch, const rf_exec_opts_t *o, const rf_chan_msg
             .aborted = io_aborted,
         };
         double t = m->arg2 ? (double)m->arg2 / 1e9 : 0;
+        slow_begin(pv);
         rc = rf_php_execute(pv->v, pv->n, &io, t, &status);
+        slow_end();
         if (rc < 0) {
             fail = 1;
             if (rc == -EIO)
@@ -406,6 +505,12 @@ int rf_exec_main_stats(rf_chan_t *ch, const rf_exec_opts_t *o, rf_exec_stats_t *
     char *obuf = malloc(ocap);
     if (!obuf)
         return -ENOMEM;
+    if (o->slowlog_ms && o->slowlog_fd >= 0 && !slow_w.running) {
+        slow_w.o = o;
+        slow_w.st = stats;
+        atomic_store(&slow_w.stop, 0);
+        slow_w.running = pthread_create(&slow_w.tid, NULL, slow_main, &slow_w) == 0;
+    }
 
     for (;;) {
         rf_chan_msg_t m;
@@ -443,6 +548,11 @@ int rf_exec_main_stats(rf_chan_t *ch, const rf_exec_opts_t *o, rf_exec_stats_t *
             ret = rc;
             break;
         }
+    }
+    if (slow_w.running) {
+        atomic_store(&slow_w.stop, 1);
+        pthread_join(slow_w.tid, NULL);
+        slow_w.running = 0;
     }
     free(pv.v);
     free(obuf);

@@ -66,9 +66,16 @@ typedef struct rf_exec_opts {
      * request; when non-zero rf_exec_main returns 0. A signal handler that
      * sets it makes the wait return (-EINTR) so it is seen at once. */
     volatile sig_atomic_t *stop;
+    /* request_slowlog_timeout: a request running this long has its PHP
+     * backtrace appended to slowlog_fd in php-fpm's slowlog format, taken
+     * by a watcher thread of this process (no ptrace); 0 = off. */
+    uint32_t slowlog_ms;
+    int slowlog_fd;        /* -1 = none (set explicitly: 0 is an fd) */
+    int slowlog_depth;     /* request_slowlog_trace_depth; 0 = 20 */
+    const char *pool_name; /* for the slowlog header */
 } rf_exec_opts_t;
 
-/* Fills o with the defaults (body_sock = -1, the rest zero). */
+/* Fills o with the defaults (body_sock = slowlog_fd = -1, the rest zero). */
 void rf_exec_opts_init(rf_exec_opts_t *o);
 
 /* Counters of this executor, for tests and display. */
@@ -78,6 +85,7 @@ typedef struct rf_exec_stats {
     uint64_t stale;       /* ABORTs for requests no longer running */
     uint64_t finished;    /* fastcgi_finish_request early ENDs */
     uint64_t out_records; /* STDOUT/STDERR/FLUSH records written */
+    uint64_t slow;        /* slowlog entries written */
 } rf_exec_stats_t;
 
 /*

@@ -1403,3 +1403,66 @@ int rf_php_execute(const rf_php_param_t *params, size_t nparams, const rf_php_io
     rf_php_req_reset(r);
     return rc;
 }
+
+/* ---- slowlog --------------------------------------------------------------- */
+
+static size_t rf_trace_frame_name(const zend_execute_data *ex, char *out, size_t cap)
+{
+    const zend_function *f = ex->func;
+    if (f == NULL)
+        return (size_t)snprintf(out, cap, "???");
+    if (f->common.function_name) {
+        if (f->common.scope && f->common.scope->name)
+            return (size_t)snprintf(out, cap, "%s::%s()", ZSTR_VAL(f->common.scope->name),
+                                    ZSTR_VAL(f->common.function_name));
+        return (size_t)snprintf(out, cap, "%s()", ZSTR_VAL(f->common.function_name));
+    }
+    /* Top-level code of a file: the include that ran it, as php-fpm names it. */
+    const zend_execute_data *prev = ex->prev_execute_data;
+    if (prev && prev->func && ZEND_USER_CODE(prev->func->type) && prev->opline &&
+        prev->opline->opcode == ZEND_INCLUDE_OR_EVAL) {
+        switch (prev->opline->extended_value) {
+        case ZEND_INCLUDE:
+            return (size_t)snprintf(out, cap, "include()");
+        case ZEND_INCLUDE_ONCE:
+            return (size_t)snprintf(out, cap, "include_once()");
+        case ZEND_REQUIRE:
+            return (size_t)snprintf(out, cap, "require()");
+        case ZEND_REQUIRE_ONCE:
+            return (size_t)snprintf(out, cap, "require_once()");
+        default:
+            return (size_t)snprintf(out, cap, "eval()");
+        }
+    }
+    return 0; /* the main script: php-fpm prints no frame for it */
+}
+
+size_t rf_php_trace(char *buf, size_t cap, int max_depth)
+{
+    size_t n = 0;
+    const zend_execute_data *ex = EG(current_execute_data);
+    if (cap < 512)
+        return 0;
+    for (int depth = 0; ex && depth < max_depth && n < cap - 512; ex = ex->prev_execute_data) {
+        char name[256];
+        if (rf_trace_frame_name(ex, name, sizeof(name)) == 0)
+            continue;
+        /* file:line of the nearest user-code frame (an internal function
+         * has none: its caller's line is where it was called). */
+        const zend_execute_data *u = ex;
+        while (u && (u->func == NULL || !ZEND_USER_CODE(u->func->type)))
+            u = u->prev_execute_data;
+        const char *file = "???";
+        unsigned line = 0;
+        if (u) {
+            if (u->func->op_array.filename)
+                file = ZSTR_VAL(u->func->op_array.filename);
+            if (u->opline)
+                line = u->opline->lineno;
+        }
+        n += (size_t)snprintf(buf + n, cap - n, "[0x%016lx] %s %s:%u\n", (unsigned long)ex, name,
+                              file, line);
+        depth++;
+    }
+    return n;
+}

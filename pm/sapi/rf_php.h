@@ -124,6 +124,15 @@ int rf_php_set_limit_extensions(const char *list);
 int rf_php_execute(const rf_php_param_t *params, size_t nparams, const rf_php_io_t *io,
                    double request_time_float, int *exit_status);
 
+/* The running script's call stack, innermost first, one line per frame as
+ * php-fpm's slowlog prints it: "[0xADDR] function() /path/file.php:LINE".
+ * Meant for another thread of the executor (the slowlog watcher) while this
+ * process's main thread is inside rf_php_execute: the frames are read
+ * without locks, as php-fpm's master reads them with ptrace, so a frame
+ * that changes under the read can give a stale name or line (never a
+ * write). Returns the bytes written to buf (NUL-terminated). */
+size_t rf_php_trace(char *buf, size_t cap, int max_depth);
+
 #ifdef __cplusplus
 }
 #endif
