@@ -4,7 +4,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -411,6 +413,50 @@ static void rf_pm_respawn_due(rf_pm_t *pm)
 
 /* ---- the responder process ------------------------------------------------ */
 
+/*
+ * The responder needs no root once its sockets are open: it takes the user
+ * (and group) of the first pool that names one, so a bug in the code that
+ * parses untrusted bytes cannot act as root. Executors of that pool are then
+ * its to signal; others it asks the master to stop (RF_CTL_KILL).
+ */
+static int rf_pm_responder_drop(const rf_conf_t *conf)
+{
+    if (geteuid() != 0)
+        return 0;
+    const rf_conf_pool_t *p = NULL;
+    for (int i = 0; i < conf->npools && p == NULL; i++)
+        if (conf->pools[i].user && *conf->pools[i].user)
+            p = &conf->pools[i];
+    if (p == NULL)
+        return 0; /* every pool runs as root (php-fpm -R): so does the responder */
+    struct passwd *pw = getpwnam(p->user);
+    char *end;
+    long uid = strtol(p->user, &end, 10);
+    if (pw == NULL && (*end || uid <= 0)) {
+        rf_log(RF_LOG_ERROR, "responder: cannot get uid for user '%s'", p->user);
+        return -1;
+    }
+    uid_t u = pw ? pw->pw_uid : (uid_t)uid;
+    gid_t g = pw ? pw->pw_gid : (gid_t)uid;
+    if (p->group && *p->group) {
+        struct group *gr = getgrnam(p->group);
+        long gid = strtol(p->group, &end, 10);
+        if (gr == NULL && (*end || gid < 0)) {
+            rf_log(RF_LOG_ERROR, "responder: cannot get gid for group '%s'", p->group);
+            return -1;
+        }
+        g = gr ? gr->gr_gid : (gid_t)gid;
+    }
+    if (u == 0)
+        return 0;
+    if (setgroups(0, NULL) < 0 || setgid(g) < 0 || setuid(u) < 0) {
+        rf_log(RF_LOG_ERROR, "responder: cannot switch to user '%s': %s", p->user, strerror(errno));
+        return -1;
+    }
+    rf_log_debug("responder runs as uid %d gid %d", (int)u, (int)g);
+    return 0;
+}
+
 static void rf_pm_responder_child(rf_pm_t *pm, int ready_fd)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -423,6 +469,8 @@ static void rf_pm_responder_child(rf_pm_t *pm, int ready_fd)
     rf_proctitle_set("responder");
     rf_io_t *io = NULL;
     int rc = rf_io_start(&io, pm->a->io);
+    if (rc == 0 && rf_pm_responder_drop(pm->conf) < 0)
+        rc = -EPERM;
     char ok = rc == 0 ? 1 : 0;
     ssize_t w = write(ready_fd, &ok, 1);
     (void)w;
