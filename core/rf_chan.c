@@ -114,6 +114,7 @@ struct rf_chan {
     rf_chan_ring_t req, resp;
     uint32_t spin;
     int broken;
+    int armed; /* responder: announced sleep, not yet disarmed */
     rf_chan_stats_t st;
 };
 
@@ -701,8 +702,9 @@ int rf_chan_resp_arm(rf_chan_t *ch, uint32_t **uaddr, uint32_t *val)
         return r;
     atomic_store_explicit(&ch->shm->resp_bell, RF_CHAN_WAIT_DATA, memory_order_seq_cst);
     ch->st.waits++;
+    ch->armed = 1;
     if (resp_ready(ch, 0)) {
-        atomic_store_explicit(&ch->shm->resp_bell, 0, memory_order_relaxed);
+        rf_chan_resp_disarm(ch); /* drains the eventfd if the executor rang meanwhile */
         return 1;
     }
     if (uaddr)
@@ -715,8 +717,14 @@ int rf_chan_resp_arm(rf_chan_t *ch, uint32_t **uaddr, uint32_t *val)
 void rf_chan_resp_disarm(rf_chan_t *ch)
 {
     take_role(ch, RF_CHAN_ROLE_RESP);
-    atomic_store_explicit(&ch->shm->resp_bell, 0, memory_order_relaxed);
-    if (ch->efd >= 0) {
+    /* The executor turns our announcement into AWAKE when it rings: only
+     * then is there an eventfd count to drain (no read(2) that fails with
+     * EAGAIN on every turn of the loop). The peer may write any value
+     * here; a wrong one costs at most a read. */
+    uint32_t was = atomic_exchange_explicit(&ch->shm->resp_bell, 0, memory_order_acq_rel);
+    int rang = ch->armed && was != RF_CHAN_WAIT_DATA;
+    ch->armed = 0;
+    if (ch->efd >= 0 && rang) {
         uint64_t v;
         ssize_t n = read(ch->efd, &v, sizeof(v));
         (void)n;

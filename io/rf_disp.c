@@ -119,6 +119,7 @@ typedef struct rf_disp {
     uint32_t nbusy;
     rf_dpool_t *pools;
     uint64_t next_tick_ns;
+    uint64_t pm_after_ns; /* spare-executor decisions start here */
     int ctl_dead;
 } rf_disp_t;
 
@@ -717,7 +718,9 @@ static void rf_disp_pm_spawn(rf_thread_t *t, int pool)
     uint32_t coming = dp->nidle + dp->spawn_pending;
     if (dp->nqueue > coming)
         want = dp->nqueue - coming;
-    if (p->pm == 2) {
+    /* The master starts pm.start_servers on its own right after the
+     * responder: no spare top-up until they had time to arrive. */
+    if (p->pm == 2 && t->now_ns >= rf_disp_of(t)->pm_after_ns) {
         uint32_t min_spare = rf_disp_share(t, p->min_spare);
         if (coming < min_spare && min_spare - coming > want)
             want = min_spare - coming;
@@ -889,6 +892,7 @@ int rf_disp_thread_init(rf_thread_t *t)
         rf_link_init(&d->pools[i].queue);
     }
     d->ctl = conf->ctl_fds[t->idx];
+    d->pm_after_ns = t->now_ns + 2000000000ull;
     t->disp = d;
     return t->be->watch(t, d->ctl, RF_W_CTL, 0);
 }

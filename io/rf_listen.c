@@ -88,6 +88,28 @@ static int rf_listen_resolve(const char *addr, rf_sockaddr_t *sa, int *dual)
     return 0;
 }
 
+/*
+ * Is another process listening on sa? The responder's own sockets share the
+ * port through SO_REUSEPORT, which would also let a second ringfpm (any
+ * process of the same user that sets it) join the group silently and take
+ * half the connections. A bind without SO_REUSEPORT (SO_REUSEADDR still
+ * ignores TIME_WAIT leftovers) fails when anyone listens there.
+ */
+static int rf_listen_tcp_free(const rf_sockaddr_t *sa, int dual)
+{
+    int fd = socket(sa->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1, zero = 0, rc = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (dual)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(fd, (const struct sockaddr *)&sa->ss, sa->len) < 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
 static int rf_listen_tcp(const char *addr, const rf_sockaddr_t *sa, int dual, int backlog)
 {
     int fd = socket(sa->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -190,7 +212,14 @@ int rf_listen_open_all(rf_io_t *io)
             return rc;
         }
         for (int k = 0; k < n; k++) {
-            int fd = rf_listen_tcp(pool->listen, &sa, dual, pool->backlog);
+            int fd = k == 0 ? rf_listen_tcp_free(&sa, dual) : 0;
+            if (fd == -EADDRINUSE) {
+                rf_log(RF_LOG_ERROR,
+                       "[pool %s] unable to bind listening socket for address '%s': %s (%d)",
+                       pool->name, pool->listen, strerror(EADDRINUSE), EADDRINUSE);
+                return fd;
+            }
+            fd = rf_listen_tcp(pool->listen, &sa, dual, pool->backlog);
             if (fd < 0 && dual && k == 0) {
                 /* No IPv6 here: fall back to 0.0.0.0 as php-fpm does. */
                 struct sockaddr_in *in = (struct sockaddr_in *)&sa.ss;

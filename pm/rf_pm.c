@@ -604,9 +604,10 @@ int rf_pm_main(const rf_pm_args_t *a)
     }
 
     if (rf_pm_start_responder(pm) < 0) {
+        /* php-fpm exits 78 when its listen sockets cannot be set up. */
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
         rf_pm_shutdown(pm, 1000000000u);
-        return 70;
+        return 78;
     }
     if (php) {
         int rc = rf_php_startup(a->php);

@@ -17,7 +17,8 @@ class InheritedStderrLogTest(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="ringfpm-cli-")
         conf = os.path.join(tmp, "x.conf")
         with open(conf, "w") as f:
-            f.write("[global]\nerror_log = /proc/self/fd/2\n[www]\nlisten = 127.0.0.1:%d\n"
+            f.write("[global]\nerror_log = /proc/self/fd/2\n[www]\nexecutor.type = builtin\n"
+                    "listen = 127.0.0.1:%d\n"
                     % harness.free_tcp_port())
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)
@@ -53,14 +54,14 @@ class NotImplementedWarningTest(unittest.TestCase):
             "pm": "dynamic", "pm.max_children": "5", "pm.start_servers": "2",
             "pm.min_spare_servers": "1", "pm.max_spare_servers": "3",
             "access.format": '"%R %s"', "env[APP]": "x",
-            "slowlog": "/tmp/ringfpm-slow.log", "listen.allowed_clients": "127.0.0.1",
+            "access.log": "/tmp/ringfpm-access.log", "listen.allowed_clients": "127.0.0.1",
         }})
         server.start()
         self.addCleanup(server.cleanup)
         match = server.wait_log(r"\[pool www\] not implemented by ringfpm yet[^\n]*")
         self.assertIsNotNone(match, server.log())
         line = match.group(0)
-        for name in ("access.format", "slowlog", "listen.allowed_clients"):
+        for name in ("access.format", "access.log", "listen.allowed_clients"):
             self.assertRegex(line, r"(: |, )%s(,|$)" % re.escape(name))
         # implemented: never named
         for name in ("pm", "pm.max_children", "env"):
