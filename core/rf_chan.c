@@ -114,7 +114,9 @@ struct rf_chan {
     rf_chan_ring_t req, resp;
     uint32_t spin;
     int broken;
-    int armed; /* responder: announced sleep, not yet disarmed */
+    int armed;      /* responder: announced sleep, not yet disarmed */
+    int defer_wake; /* responder: leave the executor's FUTEX_WAKE to the caller */
+    int wake_due;   /* ... and one is due */
     rf_chan_stats_t st;
 };
 
@@ -375,6 +377,8 @@ static void bell_ring(rf_chan_t *ch, _Atomic uint32_t *bell, uint32_t want, int 
         uint64_t one = 1;
         ssize_t n = write(efd, &one, sizeof(one));
         (void)n; /* EAGAIN: the counter is saturated, the reader wakes anyway */
+    } else if (ch->defer_wake) {
+        ch->wake_due = 1; /* the caller batches it (io_uring FUTEX_WAKE) */
     } else {
         futex(bell, FUTEX_WAKE, INT_MAX, NULL);
     }
@@ -712,6 +716,20 @@ int rf_chan_resp_arm(rf_chan_t *ch, uint32_t **uaddr, uint32_t *val)
     if (val)
         *val = RF_CHAN_WAIT_DATA;
     return 0;
+}
+
+void rf_chan_resp_defer_wakes(rf_chan_t *ch, int on)
+{
+    take_role(ch, RF_CHAN_ROLE_RESP);
+    ch->defer_wake = on;
+}
+
+uint32_t *rf_chan_resp_wake_due(rf_chan_t *ch)
+{
+    if (!ch->wake_due)
+        return NULL;
+    ch->wake_due = 0;
+    return (uint32_t *)&ch->shm->exec_bell;
 }
 
 void rf_chan_resp_disarm(rf_chan_t *ch)

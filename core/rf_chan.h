@@ -232,6 +232,16 @@ void rf_chan_resp_disarm(rf_chan_t *ch);
  */
 int rf_chan_resp_wait(rf_chan_t *ch, int timeout_ms);
 
+/*
+ * Deferred doorbell: with on, a send that finds the executor asleep does not
+ * FUTEX_WAKE it itself; rf_chan_resp_wake_due then returns the futex word to
+ * wake (once; NULL when none is due), and the caller wakes it — with
+ * io_uring's IORING_OP_FUTEX_WAKE (flags FUTEX2_SIZE_U32, shared) batched
+ * into its next submit, or FUTEX_WAKE. The wake must not be dropped.
+ */
+void rf_chan_resp_defer_wakes(rf_chan_t *ch, int on);
+uint32_t *rf_chan_resp_wake_due(rf_chan_t *ch);
+
 /* Marks the channel broken (e.g. slot/gen mismatch found by the caller). */
 void rf_chan_resp_set_broken(rf_chan_t *ch);
 int rf_chan_resp_broken(const rf_chan_t *ch);

@@ -365,12 +365,15 @@ static int rf_disp_send(rf_thread_t *t, rf_exec_t *x, rf_dreq_t *d, int *sent)
     req.body_len = (uint32_t)body_len;
     req.t_queued_ns = rt_ns - age;
     int owned = 0, fd = -1;
+    uint32_t *bell;
     if (!inline_body) {
         fd = rf_disp_body_fd(r, &owned);
         if (fd < 0)
             return fd;
     }
     int rc = rf_chan_resp_send_request(x->ch, &req, iov, n);
+    if ((bell = rf_chan_resp_wake_due(x->ch)) != NULL)
+        t->be->futex_wake(t, bell);
     if (rc == 0 && fd >= 0) {
         rc = rf_disp_send_fd(x->body_sock, fd);
         if (rc < 0)
@@ -544,6 +547,9 @@ static int rf_disp_pump(rf_thread_t *t, rf_exec_t *x, int force)
     }
     if (got && rf_chan_resp_release(x->ch) < 0)
         rc = -EPROTO;
+    uint32_t *bell = rf_chan_resp_wake_due(x->ch); /* it waited for room */
+    if (bell)
+        t->be->futex_wake(t, bell);
     if (rc < 0) {
         rf_log(RF_LOG_ERROR, "[pool %s] executor %d wrote a malformed channel record: killing it",
                t->io->conf->pools[x->pool].name, x->pid);
@@ -655,6 +661,7 @@ static void rf_disp_exec_up(rf_thread_t *t, const rf_ctl_msg_t *m, int *fds, int
     x->pid = m->pid;
     x->pool = (int)m->pool;
     x->efd = rf_chan_eventfd(x->ch);
+    rf_chan_resp_defer_wakes(x->ch, t->futex_wake_ok);
     x->pidfd = fds[2];
     x->body_sock = fds[3];
     rf_link_init(&x->link);
@@ -866,6 +873,9 @@ void rf_disp_abort(rf_req_t *r)
         dr->abort_sent = 1;
         if (rf_chan_resp_send_abort(x->ch, 0, dr->gen) < 0)
             rf_log_debug("abort could not be queued for executor %d", x->pid);
+        uint32_t *bell = rf_chan_resp_wake_due(x->ch);
+        if (bell)
+            t->be->futex_wake(t, bell);
     }
 }
 

@@ -176,6 +176,9 @@ typedef struct rf_backend_ops {
      * must stay open until unwatch. */
     int (*watch)(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen);
     void (*unwatch)(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen);
+    /* FUTEX_WAKE a shared futex word (an executor's doorbell); io_uring
+     * batches it into the next submit. NULL: the channel wakes itself. */
+    void (*futex_wake)(rf_thread_t *t, uint32_t *uaddr);
 } rf_backend_ops_t;
 
 /* Per pool and responder thread: the dispatcher's counters and gauges
@@ -251,6 +254,7 @@ struct rf_thread {
     rf_io_stats_t stats;
 
     void *disp;              /* rf_disp.c: executors, queues (NULL: none) */
+    int futex_wake_ok;       /* the backend batches executor wake-ups */
     rf_disp_stats_t *dstats; /* [npools] */
 };
 

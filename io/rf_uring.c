@@ -32,6 +32,10 @@ enum {
 
 #define RF_BGID 0
 
+/* IORING_OP_FUTEX_WAKE (Linux 6.7); liburing 2.3 predates it. */
+#define RF_IORING_OP_FUTEX_WAKE 52
+#define RF_FUTEX2_SIZE_U32      0x02
+
 /* What the kernel reads while a send is in flight. */
 typedef struct rf_sendctx {
     struct msghdr msg;
@@ -109,6 +113,11 @@ static int rf_uring_init(rf_thread_t *t)
                               (int)i);
     io_uring_buf_ring_advance(u->br, (int)t->rbuf_count);
     t->rbuf_free = t->rbuf_count;
+
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
+    t->futex_wake_ok = probe && io_uring_opcode_supported(probe, RF_IORING_OP_FUTEX_WAKE);
+    if (probe)
+        io_uring_free_probe(probe);
 
     u->accept_retry_ns = rf_calloc((size_t)t->io->nlisteners, sizeof(uint64_t));
     if (u->accept_retry_ns == NULL)
@@ -389,6 +398,18 @@ static void rf_uring_unwatch(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen)
     (void)fd;
 }
 
+static void rf_uring_futex_wake(rf_thread_t *t, uint32_t *uaddr)
+{
+    rf_uring_t *u = t->be_data;
+    struct io_uring_sqe *sqe = rf_uring_sqe(u);
+    io_uring_prep_rw(RF_IORING_OP_FUTEX_WAKE, sqe, RF_FUTEX2_SIZE_U32, uaddr, 0, 0);
+    sqe->addr = (uint64_t)(uintptr_t)uaddr;
+    sqe->off = INT32_MAX;     /* addr2: how many to wake */
+    sqe->addr3 = 0xffffffffu; /* FUTEX_BITSET_MATCH_ANY */
+    sqe->rw_flags = 0;
+    io_uring_sqe_set_data64(sqe, rf_io_user_data(RF_OP_UNWATCH, 0, 0));
+}
+
 static int rf_uring_poll(rf_thread_t *t, int timeout_ms)
 {
     rf_uring_t *u = t->be_data;
@@ -430,4 +451,5 @@ const rf_backend_ops_t rf_uring_ops = {
     .rbuf_return = rf_uring_rbuf_return,
     .watch = rf_uring_watch,
     .unwatch = rf_uring_unwatch,
+    .futex_wake = rf_uring_futex_wake, /* used when t->futex_wake_ok */
 };
