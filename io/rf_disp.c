@@ -97,6 +97,7 @@ struct rf_exec {
     uint32_t seq;      /* generation of the last request sent */
     uint64_t since_ns; /* head running since / idle since */
     uint64_t requests; /* served */
+    uint64_t left;     /* requests it will still take (pm.max_requests) */
     uint8_t exited;    /* the pidfd fired */
     uint8_t killed;    /* we sent SIGKILL (terminate timeout, broken channel) */
     rf_link_t link;    /* in the pool's idle list */
@@ -110,6 +111,7 @@ typedef struct rf_dpool {
     uint32_t nidle;
     uint32_t spawn_pending;
     uint64_t next_retire_ns;
+    int warned_max; /* "server reached pm.max_children" logged, not yet below */
 } rf_dpool_t;
 
 typedef struct rf_disp {
@@ -127,6 +129,8 @@ static rf_disp_t *rf_disp_of(rf_thread_t *t)
 {
     return t->disp;
 }
+
+static void rf_disp_pm_spawn(rf_thread_t *t, int pool);
 
 static int rf_pidfd_kill(int pidfd, int sig)
 {
@@ -430,6 +434,7 @@ static void rf_disp_start_on(rf_thread_t *t, rf_exec_t *x, rf_dreq_t *d)
         return;
     }
     RF_STAT_INC(&t->dstats[x->pool], accepted);
+    x->left--; /* at 0 it exits after this request: it gets no other */
 }
 
 /* Hand queued requests to idle executors. */
@@ -455,7 +460,7 @@ static rf_exec_t *rf_disp_pipe_target(rf_thread_t *t, int pool)
     for (uint32_t i = 0; i < d->nxs; i++) {
         rf_exec_t *x = d->xs[i];
         if (x == NULL || x->pool != pool || x->state != RF_X_BUSY || x->nq != 1 || x->killed ||
-            t->now_ns - x->since_ns >= RF_DISP_PIPE_NS)
+            x->left == 0 || t->now_ns - x->since_ns >= RF_DISP_PIPE_NS)
             continue;
         if (best == NULL || x->since_ns > best->since_ns)
             best = x;
@@ -467,7 +472,7 @@ static rf_exec_t *rf_disp_pipe_target(rf_thread_t *t, int pool)
 static void rf_disp_pipe_fill(rf_thread_t *t, rf_exec_t *x)
 {
     rf_dpool_t *dp = &rf_disp_of(t)->pools[x->pool];
-    if (dp->nqueue == 0 || x->nq != 1 || x->state != RF_X_BUSY || x->killed)
+    if (dp->nqueue == 0 || x->nq != 1 || x->state != RF_X_BUSY || x->killed || x->left == 0)
         return;
     rf_dreq_t *d = rf_container_of(dp->queue.next, rf_dreq_t, link);
     rf_link_remove(&d->link);
@@ -491,7 +496,10 @@ static void rf_disp_exec_done(rf_thread_t *t, rf_exec_t *x)
         return;
     }
     d->nbusy--;
-    if (x->state == RF_X_BUSY) {
+    if (x->state == RF_X_BUSY && x->left == 0) {
+        x->state = RF_X_RETIRING; /* exiting on its own (pm.max_requests) */
+        rf_disp_pm_spawn(t, x->pool);
+    } else if (x->state == RF_X_BUSY) {
         rf_disp_make_idle(t, x);
         rf_disp_drain_queue(t, x->pool);
         rf_disp_pipe_fill(t, x);
@@ -607,6 +615,7 @@ static void rf_disp_exec_exited(rf_thread_t *t, rf_exec_t *x)
     x->state = RF_X_DEAD;
     dp->nexec--;
     rf_disp_exec_free(t, x);
+    rf_disp_pm_spawn(t, (int)(pool - t->io->conf->pools)); /* dynamic/ondemand replace */
     rf_disp_pool_stat_gauges(t, (int)(pool - t->io->conf->pools));
 }
 
@@ -660,6 +669,7 @@ static void rf_disp_exec_up(rf_thread_t *t, const rf_ctl_msg_t *m, int *fds, int
     x->id = m->id;
     x->pid = m->pid;
     x->pool = (int)m->pool;
+    x->left = m->arg64 ? m->arg64 : UINT64_MAX;
     x->efd = rf_chan_eventfd(x->ch);
     rf_chan_resp_defer_wakes(x->ch, t->futex_wake_ok);
     x->pidfd = fds[2];
@@ -758,6 +768,8 @@ static void rf_disp_pm_tick(rf_thread_t *t, int pool)
     const rf_io_pool_t *p = &t->io->conf->pools[pool];
     rf_dpool_t *dp = &rf_disp_of(t)->pools[pool];
     rf_disp_pm_spawn(t, pool);
+    if (dp->nexec + dp->spawn_pending < rf_disp_share(t, p->max_children))
+        dp->warned_max = 0;
     if (p->pm == 3 && p->idle_timeout_ms) {
         /* ondemand: every executor idle longer than process_idle_timeout */
         uint64_t limit = (uint64_t)p->idle_timeout_ms * 1000000u;
@@ -841,8 +853,15 @@ void rf_disp_start(rf_req_t *r)
     }
     dr->queued = 1;
     dr->queued_ns = t->now_ns;
-    if (dp->nexec + dp->spawn_pending >= rf_disp_share(t, p->max_children))
+    if ((p->pm == 2 || p->pm == 3) &&
+        dp->nexec + dp->spawn_pending >= rf_disp_share(t, p->max_children) && !dp->warned_max) {
+        /* php-fpm's warning, once per episode at the limit */
+        dp->warned_max = 1;
         RF_STAT_INC(&t->dstats[c->pool_idx], maxed);
+        rf_log(RF_LOG_WARNING,
+               "[pool %s] server reached pm.max_children setting (%u), consider raising it",
+               p->name, p->max_children);
+    }
     rf_link_append(&dp->queue, &dr->link);
     dp->nqueue++;
     RF_STAT_INC(&t->dstats[c->pool_idx], queued);

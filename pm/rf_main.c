@@ -231,6 +231,24 @@ static void rf_build_io(const rf_conf_t *conf, rf_io_conf_t *io, rf_io_pool_t *p
     }
     memset(io, 0, sizeof(*io));
     io->threads = conf->threads;
+    /* A responder thread serves a pool only with executors of its own, so
+     * there are never more threads than a PHP pool may have executors. */
+    rf_io_conf_t probe;
+    memset(&probe, 0, sizeof(probe));
+    probe.threads = conf->threads;
+    int nthreads = rf_io_thread_count(&probe);
+    for (int i = 0; i < conf->npools; i++) {
+        const rf_conf_pool_t *p = &conf->pools[i];
+        if (p->executor_type == RF_EXEC_PHP && p->pm_max_children > 0 &&
+            p->pm_max_children < nthreads) {
+            rf_log(RF_LOG_NOTICE,
+                   "[pool %s] pm.max_children = %ld: using %ld responder thread%s instead of %d",
+                   p->name, p->pm_max_children, p->pm_max_children,
+                   p->pm_max_children == 1 ? "" : "s", nthreads);
+            nthreads = (int)p->pm_max_children;
+        }
+    }
+    io->threads = nthreads;
     io->cpu_list = conf->cpu_list;
     io->ncpu = conf->ncpu;
     io->backend = conf->backend;

@@ -174,12 +174,23 @@ static rf_pm_exec_t *rf_pm_exec_add(rf_pm_t *pm)
     return &pm->xs[pm->nxs++];
 }
 
-static int rf_pm_pick_thread(const rf_pm_t *pm)
+/* The responder thread with the fewest executors of this pool (every
+ * thread must get one before any gets a second: a thread serves a pool only
+ * with its own executors), ties to the least loaded thread overall. */
+static int rf_pm_pick_thread(const rf_pm_t *pm, int pool)
 {
+    uint32_t *mine = calloc((size_t)pm->nthreads, sizeof(*mine));
+    if (mine == NULL)
+        return 0;
+    for (size_t i = 0; i < pm->nxs; i++)
+        if (pm->xs[i].pool == pool && !pm->xs[i].retiring)
+            mine[pm->xs[i].thread]++;
     int best = 0;
     for (int i = 1; i < pm->nthreads; i++)
-        if (pm->thread_load[i] < pm->thread_load[best])
+        if (mine[i] < mine[best] ||
+            (mine[i] == mine[best] && pm->thread_load[i] < pm->thread_load[best]))
             best = i;
+    free(mine);
     return best;
 }
 
@@ -406,7 +417,7 @@ static void rf_pm_respawn_due(rf_pm_t *pm)
             pp->respawn_due--;
             if (pp->live >= (uint32_t)pm->conf->pools[i].pm_max_children)
                 continue;
-            rf_pm_spawn(pm, i, rf_pm_pick_thread(pm));
+            rf_pm_spawn(pm, i, rf_pm_pick_thread(pm, i));
         }
     }
 }
@@ -626,7 +637,7 @@ int rf_pm_main(const rf_pm_args_t *a)
                  : p->pm == RF_PM_DYNAMIC ? p->pm_start_servers
                                           : 0;
         for (long k = 0; k < n; k++)
-            rf_pm_spawn(pm, i, rf_pm_pick_thread(pm));
+            rf_pm_spawn(pm, i, rf_pm_pick_thread(pm, i));
     }
 
     rf_log(RF_LOG_NOTICE, "fpm is running, pid %d", (int)getpid());

@@ -7,6 +7,10 @@ exit within 5 s. It keeps the error log and the process's stdout/stderr so a
 failing test can show them, and it scans them for sanitizer reports so an
 ASan/UBSan build fails the test that triggered the report.
 
+The process handling (temp dir and config, start in its own process group,
+SIGTERM stop, group reaping, logs) lives in ServerProcess, which RingFpm and
+phpserver.PhpFpm (Debian's php-fpm8.2, the reference peer) both extend.
+
 The build dir is $RINGFPM_BUILD, else <repo>/build. A missing binary makes
 start() raise: such a test errors (counted as failed), it is never skipped.
 """
@@ -149,30 +153,35 @@ def format_config(global_opts, pools):
     return "\n".join(lines) + "\n"
 
 
-class RingFpm:
-    """One ringfpm process for one test.
+class ServerProcess:
+    """A FastCGI server run for one test: a master process in its own
+    process group, configured by a php-fpm style file in a private temp dir.
 
     global_opts and pools are dicts of directives; a pool whose "listen" is
-    None gets a free 127.0.0.1 port, and "unix" gets a socket path in the
-    temp dir. Defaults are filled in for error_log and log_level, and a pool
-    is served by the built-in handler unless it sets executor.type. After
+    None gets a free 127.0.0.1 port, "unix" a socket path in the temp dir and
+    "ipv6" a free [::1] port. error_log and log_level get defaults. After
     start(), self.addresses maps pool name -> address and self.address is the
-    first pool's.
+    first pool's. Subclasses say what to run (argv()) and how it is called in
+    messages (name); RingFpm and phpserver.PhpFpm are the two.
     """
 
+    name = "server"
+    tmp_prefix = "server-test-"
+    conf_name = "server.conf"
+    worker_prefix = None  # command line of the master's workers (pids())
+    start_timeout = START_TIMEOUT
+    stop_timeout = STOP_TIMEOUT
+
     def __init__(self, global_opts=None, pools=None):
-        self.tmpdir = tempfile.mkdtemp(prefix="ringfpm-test-")
+        self.tmpdir = tempfile.mkdtemp(prefix=self.tmp_prefix)
         self.log_path = os.path.join(self.tmpdir, "error.log")
-        self.conf_path = os.path.join(self.tmpdir, "ringfpm.conf")
+        self.conf_path = os.path.join(self.tmpdir, self.conf_name)
         self.out_path = os.path.join(self.tmpdir, "stdout-stderr.txt")
-        self.global_opts = {"error_log": self.log_path, "log_level": "notice"}
+        self.global_opts = self.default_global_opts()
         self.global_opts.update(global_opts or {})
         self.pools = {}
         for name, opts in (pools or {"www": {}}).items():
-            opts = dict(opts)
-            # The engine tests talk to the responder's built-in handler; PHP
-            # tests ask for "executor.type": "php".
-            opts.setdefault("executor.type", "builtin")
+            opts = self.pool_defaults(dict(opts))
             listen = opts.get("listen")
             if listen is None:
                 opts["listen"] = "127.0.0.1:%d" % free_tcp_port()
@@ -187,6 +196,21 @@ class RingFpm:
         self.returncode = None
         self._out = None
 
+    # -- what subclasses decide
+    def default_global_opts(self):
+        return {"error_log": self.log_path, "log_level": "notice"}
+
+    def pool_defaults(self, opts):
+        """A pool's directives with this server's defaults filled in."""
+        return opts
+
+    def argv(self):
+        """The command line; raises HarnessError when it cannot run here."""
+        raise NotImplementedError
+
+    def check_stopped(self):
+        """Called after a clean stop; raises HarnessError on what it finds."""
+
     # -- lifecycle
     def write_config(self):
         with open(self.conf_path, "w") as f:
@@ -194,23 +218,20 @@ class RingFpm:
         return self.conf_path
 
     def start(self):
-        binary = binary_path()
-        if not os.access(binary, os.X_OK):
-            raise HarnessError("ringfpm binary not found or not executable: %s "
-                               "(build it, or set RINGFPM_BUILD)" % binary)
+        argv = self.argv()
         self.write_config()
         self._out = open(self.out_path, "wb")
-        self.proc = subprocess.Popen([binary, "-F", "-y", self.conf_path], stdin=subprocess.DEVNULL,
-                                     stdout=self._out, stderr=subprocess.STDOUT,
-                                     cwd=self.tmpdir, start_new_session=True)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=subprocess.STDOUT, cwd=self.tmpdir,
+                                     start_new_session=True)
         _live.add(self)
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         for name, address in self.addresses.items():
             while True:
                 if self.proc.poll() is not None:
                     self.returncode = self.proc.returncode
-                    raise HarnessError("ringfpm exited with status %s during start-up\n%s"
-                                       % (self.proc.returncode, self.diagnostics()))
+                    raise HarnessError("%s exited with status %s during start-up\n%s"
+                                       % (self.name, self.proc.returncode, self.diagnostics()))
                 try:
                     fcgi.connect(address, timeout=0.5).close()
                     break
@@ -218,37 +239,43 @@ class RingFpm:
                     if time.monotonic() > deadline:
                         self.kill()
                         raise HarnessError("pool %s did not accept on %r within %.0f s\n%s"
-                                           % (name, address, START_TIMEOUT, self.diagnostics()))
+                                           % (name, address, self.start_timeout,
+                                              self.diagnostics()))
                     time.sleep(0.02)
         return self
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def pids(self):
+        """The workers: children of the master whose command line starts
+        with worker_prefix."""
+        if self.proc is None or not self.worker_prefix:
+            return []
+        return children_titled(self.proc.pid, self.worker_prefix)
+
     def stop(self):
         """SIGTERM, wait up to 5 s; SIGKILL and raise if it does not exit.
 
         Returns the exit status. Also raises if the process had already died,
-        or if a sanitizer reported anything.
+        if processes of its group outlive it, or if check_stopped() objects.
         """
         if self.proc is None:
             return None
         try:
             if self.proc.poll() is not None:
                 self.returncode = self.proc.returncode
-                raise HarnessError("ringfpm died during the test (status %s)\n%s"
-                                   % (self.returncode, self.diagnostics()))
+                raise HarnessError("%s died during the test (status %s)\n%s"
+                                   % (self.name, self.returncode, self.diagnostics()))
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.returncode = self.proc.wait(STOP_TIMEOUT)
+                self.returncode = self.proc.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise HarnessError("ringfpm did not exit within %.0f s of SIGTERM\n%s"
-                                   % (STOP_TIMEOUT, self.diagnostics()))
+                raise HarnessError("%s did not exit within %.0f s of SIGTERM\n%s"
+                                   % (self.name, self.stop_timeout, self.diagnostics()))
             self._reap_group()
-            report = self.sanitizer_report()
-            if report:
-                raise HarnessError("sanitizer report:\n%s" % report)
+            self.check_stopped()
             return self.returncode
         finally:
             _live.discard(self)
@@ -266,7 +293,7 @@ class RingFpm:
         except ProcessLookupError:
             pass
         try:
-            self.returncode = self.proc.wait(STOP_TIMEOUT)
+            self.returncode = self.proc.wait(self.stop_timeout)
         except subprocess.TimeoutExpired:
             pass
 
@@ -280,8 +307,8 @@ class RingFpm:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                raise HarnessError("processes %s of ringfpm's group outlived the master\n%s"
-                                   % (leftovers, self.diagnostics()))
+                raise HarnessError("processes %s of %s's group outlived the master\n%s"
+                                   % (leftovers, self.name, self.diagnostics()))
             time.sleep(0.05)
 
     def cleanup(self, keep=False):
@@ -325,14 +352,6 @@ class RingFpm:
                 return match
             time.sleep(0.05)
 
-    def sanitizer_report(self):
-        text = self.output() + "\n" + self.log()
-        for marker in SANITIZER_MARKERS:
-            pos = text.find(marker)
-            if pos >= 0:
-                return text[max(0, pos - 200):pos + 4000]
-        return None
-
     def diagnostics(self):
         return ("--- config %s\n%s--- error log\n%s--- stdout/stderr\n%s"
                 % (self.conf_path, _read_text(self.conf_path), _tail(self.log()),
@@ -343,6 +362,45 @@ class RingFpm:
         """A fcgi.Connection to a pool (default: the first)."""
         address = self.address if pool is None else self.addresses[pool]
         return fcgi.Connection(address, timeout)
+
+
+class RingFpm(ServerProcess):
+    """One ringfpm process for one test (see ServerProcess).
+
+    A pool is served by the built-in handler unless it sets executor.type.
+    stop() also fails the test when a sanitizer reported anything.
+    """
+
+    name = "ringfpm"
+    tmp_prefix = "ringfpm-test-"
+    conf_name = "ringfpm.conf"
+    worker_prefix = "ringfpm: pool"
+
+    def pool_defaults(self, opts):
+        # The engine tests talk to the responder's built-in handler; PHP
+        # tests ask for "executor.type": "php".
+        opts.setdefault("executor.type", "builtin")
+        return opts
+
+    def argv(self):
+        binary = binary_path()
+        if not os.access(binary, os.X_OK):
+            raise HarnessError("ringfpm binary not found or not executable: %s "
+                               "(build it, or set RINGFPM_BUILD)" % binary)
+        return [binary, "-F", "-y", self.conf_path]
+
+    def check_stopped(self):
+        report = self.sanitizer_report()
+        if report:
+            raise HarnessError("sanitizer report:\n%s" % report)
+
+    def sanitizer_report(self):
+        text = self.output() + "\n" + self.log()
+        for marker in SANITIZER_MARKERS:
+            pos = text.find(marker)
+            if pos >= 0:
+                return text[max(0, pos - 200):pos + 4000]
+        return None
 
     def status(self, pool=None, timeout=5.0):
         """The status counters (dict) from pm.status_path?json on a fresh connection."""
@@ -387,6 +445,21 @@ def live_processes():
 def group_members(pgid):
     """Live (non-zombie) pids whose process group is pgid."""
     return [pid for pid, fields in live_processes() if int(fields[2]) == pgid]
+
+
+def cmdline(pid):
+    """The command line of pid, arguments joined by spaces ('' if gone)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def children_titled(parent, prefix):
+    """Live children of parent whose command line starts with prefix, sorted."""
+    return sorted(pid for pid, fields in live_processes()
+                  if int(fields[1]) == parent and cmdline(pid).startswith(prefix))
 
 
 def _read_text(path):

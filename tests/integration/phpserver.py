@@ -23,20 +23,13 @@ drop-in ringfpm must find it where php-fpm8.2 does.
 """
 
 import os
-import shutil
-import signal
-import subprocess
-import tempfile
-import time
 
-import fcgi
 import harness
 
 PHP_FPM = "/usr/sbin/php-fpm8.2"
 FPM_PHP_INI = "/etc/php/8.2/fpm/php.ini"
 
 START_TIMEOUT = 10.0   # PHP start-up (opcache, extensions) is slower than the engine's
-STOP_TIMEOUT = 5.0
 
 
 def peer():
@@ -63,9 +56,10 @@ def sanitizer_build():
     return None
 
 
-def missing_reason():
-    """Why the selected server cannot run here (a reason to skip), or None."""
-    if peer() == "php-fpm":
+def missing_reason(kind=None):
+    """Why the server kind ("ringfpm" or "php-fpm"; default: the selected
+    peer) cannot run here (a reason to skip), or None."""
+    if (kind or peer()) == "php-fpm":
         if not os.access(PHP_FPM, os.X_OK):
             return "%s not installed" % PHP_FPM
         return None
@@ -76,20 +70,6 @@ def missing_reason():
         return ("sanitizer build (b_sanitize=%s): libphp loads extensions with RTLD_DEEPBIND, "
                 "which the sanitizer runtime refuses" % sanitize)
     return None
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def worker_pids(master, prefix):
-    """Live children of master whose command line starts with prefix."""
-    return sorted(pid for pid, fields in harness.live_processes()
-                  if int(fields[1]) == master and _cmdline(pid).startswith(prefix))
 
 
 def pool_config(pool_opts, workers, pm):
@@ -103,162 +83,39 @@ def pool_config(pool_opts, workers, pm):
 
 
 class RingFpmPhp(harness.RingFpm):
-    """harness.RingFpm running PHP executors."""
+    """harness.RingFpm running PHP executors (pids(): the processes titled
+    'ringfpm: pool ...')."""
 
     kind = "ringfpm"
-    worker_prefix = "ringfpm: pool"
-
-    def pids(self):
-        """The executor processes: children of the master titled 'ringfpm: pool ...'."""
-        if self.proc is None:
-            return []
-        return worker_pids(self.proc.pid, self.worker_prefix)
 
 
-class PhpFpm:
+class PhpFpm(harness.ServerProcess):
     """One php-fpm8.2 for one test class, with RingFpm's interface."""
 
     kind = "php-fpm"
+    name = "php-fpm"
+    tmp_prefix = "php-fpm-test-"
+    conf_name = "php-fpm.conf"
     worker_prefix = "php-fpm: pool"
+    start_timeout = START_TIMEOUT
 
-    def __init__(self, global_opts=None, pools=None):
-        self.tmpdir = tempfile.mkdtemp(prefix="php-fpm-test-")
-        self.log_path = os.path.join(self.tmpdir, "error.log")
-        self.conf_path = os.path.join(self.tmpdir, "php-fpm.conf")
-        self.out_path = os.path.join(self.tmpdir, "stdout-stderr.txt")
-        self.global_opts = {"error_log": self.log_path, "log_level": "notice",
-                            "pid": os.path.join(self.tmpdir, "php-fpm.pid")}
-        self.global_opts.update(global_opts or {})
-        self.pools = {}
-        for name, opts in (pools or {"www": {}}).items():
-            opts = dict(opts)
-            listen = opts.get("listen")
-            if listen is None:
-                opts["listen"] = "127.0.0.1:%d" % harness.free_tcp_port()
-            elif listen == "unix":
-                opts["listen"] = os.path.join(self.tmpdir, "%s.sock" % name)
-            self.pools[name] = opts
-        self.addresses = {name: harness.parse_listen(opts["listen"])
-                          for name, opts in self.pools.items()}
-        self.address = next(iter(self.addresses.values()))
-        self.proc = None
-        self.returncode = None
-        self._out = None
+    def default_global_opts(self):
+        opts = super().default_global_opts()
+        opts["pid"] = os.path.join(self.tmpdir, "php-fpm.pid")
+        return opts
 
-    def write_config(self):
-        with open(self.conf_path, "w") as f:
-            f.write(harness.format_config(self.global_opts, self.pools))
-        return self.conf_path
-
-    def start(self):
+    def argv(self):
         if not os.access(PHP_FPM, os.X_OK):
             raise harness.HarnessError("%s not installed" % PHP_FPM)
-        self.write_config()
         argv = [PHP_FPM, "-F", "-O", "-y", self.conf_path]
         if os.geteuid() == 0:
             argv.append("-R")
-        self._out = open(self.out_path, "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=subprocess.STDOUT, cwd=self.tmpdir,
-                                     start_new_session=True)
-        harness._live.add(self)
-        deadline = time.monotonic() + START_TIMEOUT
-        for name, address in self.addresses.items():
-            while True:
-                if self.proc.poll() is not None:
-                    self.returncode = self.proc.returncode
-                    raise harness.HarnessError("php-fpm exited with status %s during start-up\n%s"
-                                               % (self.returncode, self.diagnostics()))
-                try:
-                    fcgi.connect(address, timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        self.kill()
-                        raise harness.HarnessError("pool %s did not accept on %r within %.0f s\n%s"
-                                                   % (name, address, START_TIMEOUT,
-                                                      self.diagnostics()))
-                    time.sleep(0.02)
-        return self
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def pids(self):
-        """The pool's children: children of the master titled 'php-fpm: pool ...'."""
-        if self.proc is None:
-            return []
-        return worker_pids(self.proc.pid, self.worker_prefix)
-
-    def stop(self):
-        """SIGTERM (php-fpm's fast shutdown), wait up to 5 s; raises if it
-        had died before, or does not exit, or leaves processes behind."""
-        if self.proc is None:
-            return None
-        try:
-            if self.proc.poll() is not None:
-                self.returncode = self.proc.returncode
-                raise harness.HarnessError("php-fpm died during the test (status %s)\n%s"
-                                           % (self.returncode, self.diagnostics()))
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.returncode = self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                raise harness.HarnessError("php-fpm did not exit within %.0f s of SIGTERM\n%s"
-                                           % (STOP_TIMEOUT, self.diagnostics()))
-            deadline = time.monotonic() + 1.0
-            while harness.group_members(self.proc.pid):
-                if time.monotonic() > deadline:
-                    leftovers = harness.group_members(self.proc.pid)
-                    try:
-                        os.killpg(self.proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    raise harness.HarnessError("processes %s of php-fpm's group outlived the "
-                                               "master\n%s" % (leftovers, self.diagnostics()))
-                time.sleep(0.05)
-            return self.returncode
-        finally:
-            harness._live.discard(self)
-            self.proc = None
-            if self._out:
-                self._out.close()
-                self._out = None
-
-    def kill(self):
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.returncode = self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def cleanup(self, keep=False):
-        if self.proc is not None:
-            self.kill()
-            self.proc = None
-        harness._live.discard(self)
-        if self._out:
-            self._out.close()
-            self._out = None
-        if not keep and not os.environ.get("RINGFPM_KEEP_TMP"):
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return argv
 
     def log(self):
         """The master's log: with -O php-fpm writes it to stderr (captured in
         out_path), not to error_log."""
         return harness._read_text(self.out_path)
-
-    def output(self):
-        return harness._read_text(self.out_path)
-
-    def wait_log(self, pattern, timeout=3.0, start=0):
-        return harness.RingFpm.wait_log(self, pattern, timeout, start)
 
     def diagnostics(self):
         return ("--- config %s\n%s--- log (stdout/stderr)\n%s"

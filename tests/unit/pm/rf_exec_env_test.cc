@@ -8,50 +8,17 @@
 
 #include <gtest/gtest.h>
 
+#include "rf_test_child.h"
+
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 namespace
 {
-
-// Run f in a child process; returns what f returned, or "CHILD FAILED".
-std::string in_child(const std::function<std::string()> &f)
-{
-    int fds[2];
-    if (pipe(fds) < 0)
-        return "PIPE FAILED";
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        std::string out = f();
-        size_t off = 0;
-        while (off < out.size()) {
-            ssize_t n = write(fds[1], out.data() + off, out.size() - off);
-            if (n <= 0)
-                _exit(2);
-            off += static_cast<size_t>(n);
-        }
-        _exit(0);
-    }
-    close(fds[1]);
-    std::string got;
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fds[0], buf, sizeof(buf))) > 0)
-        got.append(buf, static_cast<size_t>(n));
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return "CHILD FAILED";
-    return got;
-}
 
 // The whole environment, sorted, "A=1;B=2;".
 std::string environment()

@@ -9,16 +9,16 @@
 
 #include <gtest/gtest.h>
 
+#include "rf_test_child.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <sstream>
 #include <string>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 namespace
@@ -77,35 +77,6 @@ bool argv_is_the_kernels()
         if (i == 48)
             return std::stoull(f) == reinterpret_cast<uintptr_t>(g_argv[0]);
     return false;
-}
-
-// Run f in a child; "" from the child means success, anything else is the
-// failure text.
-std::string in_child(const std::function<std::string()> &f)
-{
-    int fds[2];
-    if (pipe(fds) < 0)
-        return "PIPE FAILED";
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        std::string out = f();
-        if (!out.empty() && write(fds[1], out.data(), out.size()) < 0)
-            _exit(2);
-        _exit(0);
-    }
-    close(fds[1]);
-    std::string got;
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fds[0], buf, sizeof(buf))) > 0)
-        got.append(buf, static_cast<size_t>(n));
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return "CHILD FAILED " + got;
-    return got;
 }
 
 TEST(Proctitle, ShowsInCmdlineAndComm)
