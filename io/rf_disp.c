@@ -206,6 +206,10 @@ static void rf_disp_pool_stat_gauges(rf_thread_t *t, int pool)
         __atomic_store_n(&s->max_active, active, __ATOMIC_RELAXED);
 }
 
+/* The idle list is used as a stack: the executor that finished last takes
+ * the next request (its caches are warm and it may not be asleep yet), and
+ * the ones idle longest sit at the head, where dynamic/ondemand retire
+ * from (bench: +5% requests/s at 4 keep-alive connections). */
 static void rf_disp_make_idle(rf_thread_t *t, rf_exec_t *x)
 {
     rf_dpool_t *dp = &rf_disp_of(t)->pools[x->pool];
@@ -446,7 +450,7 @@ static void rf_disp_drain_queue(rf_thread_t *t, int pool)
         rf_link_remove(&d->link);
         d->queued = 0;
         dp->nqueue--;
-        rf_exec_t *x = rf_container_of(dp->idle.next, rf_exec_t, link);
+        rf_exec_t *x = rf_container_of(dp->idle.prev, rf_exec_t, link);
         rf_disp_take_idle(t, x);
         rf_disp_start_on(t, x, d);
     }
@@ -829,7 +833,7 @@ void rf_disp_start(rf_req_t *r)
     r->handler = dr;
     rf_dpool_t *dp = &d->pools[c->pool_idx];
     if (dp->nidle) {
-        rf_exec_t *x = rf_container_of(dp->idle.next, rf_exec_t, link);
+        rf_exec_t *x = rf_container_of(dp->idle.prev, rf_exec_t, link);
         rf_disp_take_idle(t, x);
         rf_disp_start_on(t, x, dr);
         rf_disp_pool_stat_gauges(t, c->pool_idx);
