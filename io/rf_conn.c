@@ -423,6 +423,10 @@ void rf_resp_end(rf_req_t *r, uint32_t app_status, uint8_t protocol_status)
 void rf_conn_accepted(rf_thread_t *t, rf_listener_t *l, int fd)
 {
     rf_io_t *io = t->io;
+    if (l->nallowed && !rf_listen_allowed(l, fd)) {
+        close(fd);
+        return;
+    }
     if (io->max_conns_per_thread && t->nconns >= io->max_conns_per_thread) {
         close(fd);
         RF_STAT_INC(&t->stats, limit_connections);
@@ -457,6 +461,10 @@ void rf_conn_accepted(rf_thread_t *t, rf_listener_t *l, int fd)
     t->nconns++;
     RF_STAT_INC(&t->stats, accepted);
     __atomic_store_n(&t->stats.active, t->stats.active + 1, __ATOMIC_RELAXED);
+    if (t->dstats) {
+        RF_STAT_INC(&t->dstats[c->pool_idx], conns);
+        rf_status_publish(t, c->pool_idx);
+    }
     /* php-fpm gives a new connection a few seconds to speak; so do we. */
     rf_conn_timer(t, c, RF_TIMER_READ);
     if (t->be->conn_start(t, c) < 0)

@@ -204,6 +204,7 @@ static void rf_disp_pool_stat_gauges(rf_thread_t *t, int pool)
         __atomic_store_n(&s->max_queue, dp->nqueue, __ATOMIC_RELAXED);
     if (active > s->max_active)
         __atomic_store_n(&s->max_active, active, __ATOMIC_RELAXED);
+    rf_status_publish(t, pool);
 }
 
 /* The idle list is used as a stack: the executor that finished last takes
@@ -508,6 +509,7 @@ static void rf_disp_exec_done(rf_thread_t *t, rf_exec_t *x)
         rf_disp_drain_queue(t, x->pool);
         rf_disp_pipe_fill(t, x);
     }
+    rf_disp_pool_stat_gauges(t, x->pool);
 }
 
 /*
@@ -1068,6 +1070,7 @@ void rf_disp_run(rf_thread_t *t)
             t->now_ns - x->since_ns >= (uint64_t)pool->slowlog_ms * 1000000u) {
             x->q[0]->slow = 1;
             RF_STAT_INC(&t->dstats[x->pool], slow);
+            rf_status_publish(t, x->pool);
         }
         if (!pool->terminate_ms ||
             t->now_ns - x->since_ns < (uint64_t)pool->terminate_ms * 1000000u)

@@ -232,6 +232,26 @@ int rf_io_thread_count(const rf_io_conf_t *conf)
     return n < 1 ? 1 : n;
 }
 
+int rf_io_board_create(const rf_io_conf_t *conf, rf_board_t **out)
+{
+    static const char *const pm_names[] = {"static", "static", "dynamic", "ondemand"};
+    int nthreads = rf_io_thread_count(conf);
+    rf_board_pool_t *bp = rf_calloc(conf->npools ? (size_t)conf->npools : 1, sizeof(*bp));
+    if (bp == NULL)
+        return -ENOMEM;
+    for (int i = 0; i < conf->npools; i++) {
+        const rf_io_pool_t *p = &conf->pools[i];
+        int php = p->handler == NULL;
+        bp[i].name = p->name;
+        bp[i].pm = pm_names[p->pm >= 0 && p->pm <= 3 ? p->pm : 0];
+        bp[i].nslots = php ? p->max_children + (uint32_t)nthreads + 8 : 0;
+        bp[i].listen_queue_len = php ? p->queue_max : 0;
+    }
+    int rc = rf_board_create(out, bp, conf->npools, nthreads, (int64_t)time(NULL));
+    rf_free(bp);
+    return rc;
+}
+
 int rf_io_start(rf_io_t **out, const rf_io_conf_t *conf)
 {
     rf_io_t *io = rf_calloc(1, sizeof(*io));
@@ -239,7 +259,6 @@ int rf_io_start(rf_io_t **out, const rf_io_conf_t *conf)
         return -ENOMEM;
     io->conf_copy = *conf;
     io->conf = &io->conf_copy;
-    io->start_time = time(NULL);
     /* auto: one responder thread per 4 cpus. A thread serves far more
      * requests than PHP executors can produce on a core, and a second one on
      * a small machine mostly takes cpu from the executors and the web server
@@ -262,6 +281,18 @@ int rf_io_start(rf_io_t **out, const rf_io_conf_t *conf)
         return rc;
     }
     io->be = io->backend == RF_IO_URING ? &rf_uring_ops : &rf_epoll_ops;
+
+    if (conf->board == NULL) {
+        rc = rf_io_board_create(conf, &io->conf_copy.board);
+        if (rc < 0) {
+            rf_free(io);
+            return rc;
+        }
+        io->board_owned = 1;
+    }
+    /* Thread i writes block i of every pool: the layouts must agree. */
+    RF_ASSERT(rf_board_nthreads(io->conf->board) == io->nthreads &&
+              rf_board_npools(io->conf->board) == conf->npools);
 
     rc = rf_listen_open_all(io);
     if (rc < 0)
@@ -307,6 +338,8 @@ fail:
             rf_thread_teardown(&io->threads[i]);
     rf_free(io->threads);
     rf_listen_close_all(io);
+    if (io->board_owned)
+        rf_board_destroy(io->conf_copy.board);
     rf_free(io);
     return rc;
 }
@@ -325,5 +358,7 @@ void rf_io_stop(rf_io_t *io)
         rf_thread_teardown(&io->threads[i]);
     rf_free(io->threads);
     rf_listen_close_all(io);
+    if (io->board_owned)
+        rf_board_destroy(io->conf_copy.board);
     rf_free(io);
 }

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "rf_board.h"
 #include "rf_handler.h"
 #include "rf_proto.h"
 
@@ -33,12 +34,15 @@ int rf_io_backend_parse(const char *s);
  * responder's lifetime. */
 typedef struct rf_io_pool {
     const char *name;
-    const char *listen;        /* "127.0.0.1:9000", "[::1]:9000", "9000", "/path.sock" */
-    int backlog;               /* -1: the kernel's somaxconn */
-    int listen_mode;           /* unix socket mode, e.g. 0660 */
-    const char *ping_path;     /* NULL: no ping */
-    const char *ping_response; /* body of the ping answer */
-    const char *status_path;   /* NULL: no status page */
+    const char *listen;          /* "127.0.0.1:9000", "[::1]:9000", "9000", "/path.sock" */
+    int backlog;                 /* -1: the kernel's somaxconn */
+    int listen_mode;             /* unix socket mode, e.g. 0660 */
+    const char *listen_owner;    /* unix socket owner (user name or uid); NULL = keep */
+    const char *listen_group;    /* unix socket group (name or gid); NULL = owner's group */
+    const char *allowed_clients; /* listen.allowed_clients: comma-separated IPs; NULL = any */
+    const char *ping_path;       /* NULL: no ping */
+    const char *ping_response;   /* body of the ping answer */
+    const char *status_path;     /* NULL: no status page */
     rf_proto_limits_t limits;
     uint32_t read_timeout_ms;    /* whole request must arrive within; 0 = none */
     const rf_handler_t *handler; /* NULL: PHP executors (the dispatcher, rf_disp.c) */
@@ -73,10 +77,23 @@ typedef struct rf_io_conf {
     /* Per responder thread: its control socket to the master (rf_ctl.h);
      * NULL when no pool has PHP executors. */
     const int *ctl_fds;
+    /* The scoreboard (core/rf_board.h, laid out by rf_io_board_create) each
+     * responder thread publishes its pool counters to and the status page
+     * reads. The master makes it before forking the responder so executors
+     * share it; NULL: rf_io_start makes a private one. */
+    rf_board_t *board;
 } rf_io_conf_t;
 
 /* The number of responder threads rf_io_start will run for conf. */
 int rf_io_thread_count(const rf_io_conf_t *conf);
+
+/*
+ * A scoreboard for conf's pools and responder threads, every pool starting
+ * now: a PHP pool (handler NULL) gets pm.max_children process slots plus one
+ * per thread and 8 spare, for executors that are being replaced and not yet
+ * reaped. The caller owns it (rf_board_destroy). Returns 0 or -errno.
+ */
+int rf_io_board_create(const rf_io_conf_t *conf, rf_board_t **out);
 
 typedef struct rf_io rf_io_t;
 

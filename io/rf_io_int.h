@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/uio.h>
 
 #include "rf_arena.h"
@@ -86,8 +87,13 @@ typedef struct rf_listener {
     const rf_io_pool_t *pool;
     int pool_idx;
     int unix_sock;
-    int *fds; /* per thread (TCP) or fds[0] for all (unix) */
+    int *fds;                 /* per thread (TCP) or fds[0] for all (unix) */
+    struct in6_addr *allowed; /* listen.allowed_clients (IPv4 as v4-mapped) */
+    int nallowed;             /* 0 = everyone */
 } rf_listener_t;
+
+/* listen.allowed_clients: may the peer of fd connect? Logs a refusal. */
+int rf_listen_allowed(const rf_listener_t *l, int fd);
 
 enum rf_timer_kind {
     RF_TIMER_NONE = 0,
@@ -193,6 +199,7 @@ typedef struct rf_disp_stats {
     uint64_t terminated;     /* request_terminate_timeout kills */
     uint64_t maxed;          /* a request queued with pm.max_children running */
     uint64_t slow;           /* requests that ran past request_slowlog_timeout */
+    uint64_t conns;          /* connections accepted on the pool's listener */
     uint32_t idle, active, total, queue;
     uint32_t max_queue, max_active;
 } rf_disp_stats_t;
@@ -210,7 +217,7 @@ struct rf_io {
     rf_listener_t *listeners;
     int nlisteners;
     uint64_t max_conns_per_thread;
-    int64_t start_time;
+    int board_owned; /* conf->board was made by rf_io_start */
 };
 
 struct rf_thread {
@@ -319,5 +326,8 @@ void rf_listen_close_all(rf_io_t *io);
 
 /* Answer ping/status if r asks for them; returns 1 when answered. */
 int rf_status_handle(rf_thread_t *t, rf_conn_t *c, rf_req_t *r);
+/* Copy the thread's counters of pool (t->dstats) to its block of the
+ * scoreboard: plain stores, no syscall; call after they change. */
+void rf_status_publish(rf_thread_t *t, int pool);
 
 #endif

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -136,6 +138,122 @@ fail:;
     return err;
 }
 
+/* listen.owner / listen.group as php-fpm resolves them: a name or a
+ * number; the group defaults to the owner's primary group. */
+static int rf_listen_ids(const rf_io_pool_t *pool, uid_t *uid, gid_t *gid)
+{
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
+    char *end;
+    if (pool->listen_owner && *pool->listen_owner) {
+        struct passwd *pw = getpwnam(pool->listen_owner);
+        long n = strtol(pool->listen_owner, &end, 10);
+        if (pw) {
+            *uid = pw->pw_uid;
+            *gid = pw->pw_gid;
+        } else if (*end == '\0' && n >= 0) {
+            *uid = (uid_t)n;
+        } else {
+            rf_log(RF_LOG_ERROR, "[pool %s] cannot get uid for user '%s'", pool->name,
+                   pool->listen_owner);
+            return -EINVAL;
+        }
+    }
+    if (pool->listen_group && *pool->listen_group) {
+        struct group *gr = getgrnam(pool->listen_group);
+        long n = strtol(pool->listen_group, &end, 10);
+        if (gr) {
+            *gid = gr->gr_gid;
+        } else if (*end == '\0' && n >= 0) {
+            *gid = (gid_t)n;
+        } else {
+            rf_log(RF_LOG_ERROR, "[pool %s] cannot get gid for group '%s'", pool->name,
+                   pool->listen_group);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* listen.allowed_clients: "127.0.0.1,::1" into v6 (v4-mapped) addresses. */
+static int rf_listen_parse_allowed(rf_listener_t *l)
+{
+    const char *s = l->pool->allowed_clients;
+    if (s == NULL || *s == '\0')
+        return 0;
+    size_t cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    l->allowed = rf_calloc(cap, sizeof(*l->allowed));
+    if (l->allowed == NULL)
+        return -ENOMEM;
+    char item[INET6_ADDRSTRLEN + 8];
+    while (*s) {
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        while (n && (*s == ' ' || *s == '\t')) {
+            s++;
+            n--;
+        }
+        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+            n--;
+        if (n && n < sizeof(item)) {
+            memcpy(item, s, n);
+            item[n] = '\0';
+            struct in_addr v4;
+            struct in6_addr *a = &l->allowed[l->nallowed];
+            if (inet_pton(AF_INET, item, &v4) == 1) {
+                memset(a, 0, sizeof(*a));
+                a->s6_addr[10] = a->s6_addr[11] = 0xff;
+                memcpy(&a->s6_addr[12], &v4, 4);
+                l->nallowed++;
+            } else if (inet_pton(AF_INET6, item, a) == 1) {
+                l->nallowed++;
+            } else {
+                /* php-fpm's words */
+                rf_log(RF_LOG_WARNING, "[pool %s] Wrong IP address '%s' in listen.allowed_clients",
+                       l->pool->name, item);
+            }
+        }
+        s = comma ? comma + 1 : s + strlen(s);
+    }
+    if (l->nallowed == 0) {
+        rf_log(RF_LOG_ERROR, "[pool %s] There are no allowed addresses", l->pool->name);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int rf_listen_allowed(const rf_listener_t *l, int fd)
+{
+    if (l->nallowed == 0 || l->unix_sock)
+        return 1;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    struct in6_addr a;
+    memset(&a, 0, sizeof(a));
+    if (ss.ss_family == AF_INET) {
+        a.s6_addr[10] = a.s6_addr[11] = 0xff;
+        memcpy(&a.s6_addr[12], &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        a = ((struct sockaddr_in6 *)&ss)->sin6_addr;
+    } else {
+        return 0;
+    }
+    for (int i = 0; i < l->nallowed; i++)
+        if (memcmp(&a, &l->allowed[i], sizeof(a)) == 0)
+            return 1;
+    char text[INET6_ADDRSTRLEN];
+    if (IN6_IS_ADDR_V4MAPPED(&a))
+        inet_ntop(AF_INET, &a.s6_addr[12], text, sizeof(text));
+    else
+        inet_ntop(AF_INET6, &a, text, sizeof(text));
+    rf_log(RF_LOG_ERROR, "Connection disallowed: IP address '%s' has been dropped.", text);
+    return 0;
+}
+
 static int rf_listen_unix(const char *path, int backlog, int mode)
 {
     struct sockaddr_un sun;
@@ -193,8 +311,22 @@ int rf_listen_open_all(rf_io_t *io)
             return -ENOMEM;
         for (int k = 0; k < n; k++)
             l->fds[k] = -1;
+        int prc = rf_listen_parse_allowed(l);
+        if (prc < 0)
+            return prc;
         if (l->unix_sock) {
+            uid_t uid;
+            gid_t gid;
+            if (rf_listen_ids(pool, &uid, &gid) < 0)
+                return -EINVAL;
             int fd = rf_listen_unix(pool->listen, pool->backlog, pool->listen_mode);
+            if (fd >= 0 && (uid != (uid_t)-1 || gid != (gid_t)-1) &&
+                chown(pool->listen, uid, gid) < 0) {
+                rf_log(RF_LOG_ERROR, "[pool %s] failed to chown() the socket '%s': %s (%d)",
+                       pool->name, pool->listen, strerror(errno), errno);
+                close(fd);
+                return -errno;
+            }
             if (fd < 0) {
                 rf_log(RF_LOG_ERROR,
                        "[pool %s] unable to bind listening socket for address '%s': %s", pool->name,
@@ -257,6 +389,7 @@ void rf_listen_close_all(rf_io_t *io)
         if (l->unix_sock && l->fds[0] >= 0)
             unlink(l->pool->listen);
         rf_free(l->fds);
+        rf_free(l->allowed);
     }
     rf_free(io->listeners);
     io->listeners = NULL;

@@ -3,8 +3,11 @@
  * by the pool's handler, so they answer when every executor is busy. Matched
  * like php-fpm: an exact compare of SCRIPT_NAME with ping.path or
  * pm.status_path; ping first. Query keys select the status format (json,
- * else plain text). Counters are summed over all responder threads with
- * relaxed loads: a snapshot, not a transaction.
+ * else plain text) and `full` adds php-fpm's per-process blocks. php-fpm's
+ * pool fields come from the scoreboard (core/rf_board.h), which each thread
+ * keeps up to date with rf_status_publish and fpm_get_status() reads too;
+ * ringfpm's own counters are summed over the threads with relaxed loads: a
+ * snapshot, not a transaction.
  */
 #include <stdio.h>
 #include <string.h>
@@ -67,14 +70,6 @@ static void rf_status_collect(rf_io_t *io, int pool, rf_status_sum_t *s)
             RF_SUM(&s->d, d, queue_aborted);
             RF_SUM(&s->d, d, failed);
             RF_SUM(&s->d, d, terminated);
-            RF_SUM(&s->d, d, maxed);
-            RF_SUM(&s->d, d, slow);
-            RF_SUM(&s->d, d, idle);
-            RF_SUM(&s->d, d, active);
-            RF_SUM(&s->d, d, total);
-            RF_SUM(&s->d, d, queue);
-            RF_SUM(&s->d, d, max_queue);
-            RF_SUM(&s->d, d, max_active);
         }
         RF_SUM(&s->p, &t->pstats, requests);
         RF_SUM(&s->p, &t->pstats, protocol_errors);
@@ -88,7 +83,6 @@ static void rf_status_collect(rf_io_t *io, int pool, rf_status_sum_t *s)
         RF_SUM(&s->p, &t->pstats, unknown_types);
         RF_SUM(&s->p, &t->pstats, unknown_roles);
         RF_SUM(&s->p, &t->pstats, spilled);
-        RF_SUM(&s->io, &t->stats, accepted);
         RF_SUM(&s->io, &t->stats, active);
         RF_SUM(&s->io, &t->stats, limit_connections);
         RF_SUM(&s->io, &t->stats, timeouts_read);
@@ -100,29 +94,152 @@ static void rf_status_collect(rf_io_t *io, int pool, rf_status_sum_t *s)
     }
 }
 
+void rf_status_publish(rf_thread_t *t, int pool)
+{
+    const rf_disp_stats_t *d = &t->dstats[pool];
+    rf_board_stats_t s = {
+        .accepted_conn = d->conns,
+        .listen_queue = d->queue,
+        .max_listen_queue = d->max_queue,
+        .idle = d->idle,
+        .active = d->active,
+        .total = d->total,
+        .max_active = d->max_active,
+        .max_children_reached = d->maxed,
+        .slow_requests = d->slow,
+    };
+    rf_board_stats_put(t->io->conf->board, pool, t->idx, &s);
+}
+
+/* s as a JSON string body (no quotes) into out (cap > 0), cut to fit;
+ * escaped as php-fpm's status page does (php_json_escape_string). */
+static const char *rf_json_esc(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[8];
+        size_t k;
+        if (ch == '"' || ch == '\\' || ch == '/') { /* '/' as php's json escape does */
+            esc[0] = '\\';
+            esc[1] = (char)ch;
+            k = 2;
+        } else if (ch < 0x20) {
+            k = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", ch);
+        } else {
+            esc[0] = (char)ch;
+            k = 1;
+        }
+        if (n + k >= cap)
+            break;
+        memcpy(out + n, esc, k);
+        n += k;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* php-fpm's per-process block (fpm_status.c, `full`) for one executor. */
+static void rf_status_proc(rf_req_t *r, const rf_board_proc_view_t *v, int json, int first)
+{
+    char buf[4096], start[64];
+    if (json) {
+        char uri[2 * RF_BOARD_URI_LEN], query[2 * RF_BOARD_QUERY_LEN];
+        char user[2 * RF_BOARD_USER_LEN], script[2 * RF_BOARD_SCRIPT_LEN];
+        int n = snprintf(
+            buf, sizeof(buf),
+            "%s{\"pid\":%d,\"state\":\"%s\",\"start time\":%lld,\"start since\":%lld,"
+            "\"requests\":%llu,\"request duration\":%llu,\"request method\":\"%s\","
+            "\"request uri\":\"%s%s%s\",\"content length\":%llu,\"user\":\"%s\","
+            "\"script\":\"%s\",\"last request cpu\":%.2f,\"last request memory\":%llu}",
+            first ? "" : ",", v->pid, v->state, (long long)v->start_time, (long long)v->start_since,
+            (unsigned long long)v->requests, (unsigned long long)v->request_duration, v->method,
+            rf_json_esc(v->uri, uri, sizeof(uri)), v->query[0] ? "?" : "",
+            rf_json_esc(v->query, query, sizeof(query)), (unsigned long long)v->content_length,
+            rf_json_esc(v->user, user, sizeof(user)),
+            rf_json_esc(v->script, script, sizeof(script)), v->last_request_cpu,
+            (unsigned long long)v->last_request_memory);
+        rf_resp_write(r, RF_FCGI_STDOUT, buf,
+                      (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+        return;
+    }
+    struct tm tm;
+    time_t st = (time_t)v->start_time;
+    localtime_r(&st, &tm);
+    strftime(start, sizeof(start), "%d/%b/%Y:%H:%M:%S %z", &tm);
+    int n = snprintf(buf, sizeof(buf),
+                     "\n************************\n"
+                     "pid:                  %d\n"
+                     "state:                %s\n"
+                     "start time:           %s\n"
+                     "start since:          %lld\n"
+                     "requests:             %llu\n"
+                     "request duration:     %llu\n"
+                     "request method:       %s\n"
+                     "request URI:          %s%s%s\n"
+                     "content length:       %llu\n"
+                     "user:                 %s\n"
+                     "script:               %s\n"
+                     "last request cpu:     %.2f\n"
+                     "last request memory:  %llu\n",
+                     v->pid, v->state, start, (long long)v->start_since,
+                     (unsigned long long)v->requests, (unsigned long long)v->request_duration,
+                     v->method, v->uri, v->query[0] ? "?" : "", v->query,
+                     (unsigned long long)v->content_length, v->user, v->script, v->last_request_cpu,
+                     (unsigned long long)v->last_request_memory);
+    rf_resp_write(r, RF_FCGI_STDOUT, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+/* Every live executor of pool, in slot order (json: `,"processes":[...]`). */
+static void rf_status_procs(rf_req_t *r, const rf_board_t *b, int pool, int json)
+{
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    uint64_t now_us = (uint64_t)mono.tv_sec * 1000000u + (uint64_t)mono.tv_nsec / 1000u;
+    int64_t now = (int64_t)time(NULL);
+    int first = 1;
+    if (json)
+        rf_resp_puts(r, RF_FCGI_STDOUT, ", \"processes\":[");
+    for (int i = 0; i < rf_board_nslots(b, pool); i++) {
+        rf_board_proc_t p;
+        rf_board_proc_view_t v;
+        if (rf_board_proc_read(b, pool, i, &p) != 1)
+            continue;
+        rf_board_proc_view(&p, now, now_us, &v);
+        rf_status_proc(r, &v, json, first);
+        first = 0;
+    }
+    if (json)
+        rf_resp_puts(r, RF_FCGI_STDOUT, "]");
+}
+
 static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
 {
     rf_io_t *io = t->io;
+    const rf_board_t *board = io->conf->board;
     rf_status_sum_t s;
     rf_status_collect(io, c->pool_idx, &s);
-    int php = c->pool->handler == NULL;
+    rf_board_stats_t b;
+    (void)rf_board_stats_get(board, c->pool_idx, &b); /* a busy block: the rest */
+    const rf_board_pool_t *bp = rf_board_pool_get(board, c->pool_idx);
     int json = rf_query_has(r, "json");
-    long since = (long)(time(NULL) - io->start_time);
+    int full = rf_query_has(r, "full");
+    long since = (long)(time(NULL) - bp->start_time);
 
     struct {
         const char *name;
         unsigned long long v;
     } rows[] = {
-        {"accepted conn", s.io.accepted},
-        {"listen queue", s.d.queue},
-        {"max listen queue", s.d.max_queue},
-        {"listen queue len", php ? c->pool->queue_max : 0},
-        {"idle processes", s.d.idle},
-        {"active processes", s.d.active},
-        {"total processes", s.d.total},
-        {"max active processes", s.d.max_active},
-        {"max children reached", s.d.maxed},
-        {"slow requests", s.d.slow},
+        {"accepted conn", b.accepted_conn},
+        {"listen queue", b.listen_queue},
+        {"max listen queue", b.max_listen_queue},
+        {"listen queue len", bp->listen_queue_len},
+        {"idle processes", b.idle},
+        {"active processes", b.active},
+        {"total processes", b.total},
+        {"max active processes", b.max_active},
+        {"max children reached", b.max_children_reached},
+        {"slow requests", b.slow_requests},
         {"executor requests", s.d.accepted},
         {"queued requests", s.d.queued},
         {"queue full", s.d.queue_full},
@@ -160,7 +277,7 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
         n += (size_t)snprintf(buf + n, sizeof(buf) - n,
                               "{\"pool\":\"%s\",\"start time\":%lld,\"start since\":%ld,"
                               "\"io backend\":\"%s\"",
-                              c->pool->name, (long long)io->start_time, since, io->be->name);
+                              c->pool->name, (long long)bp->start_time, since, io->be->name);
     else
         n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%-25s %s\n%-25s %ld\n%-25s %s\n",
                               "pool:", c->pool->name, "start since:", since,
@@ -173,11 +290,17 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
             n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s:%*s%llu\n", rows[i].name,
                                   (int)(25 - strlen(rows[i].name)), "", rows[i].v);
     }
-    if (json)
-        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "}");
-    if (rf_param_is(r, "REQUEST_METHOD", "HEAD"))
+    if (rf_param_is(r, "REQUEST_METHOD", "HEAD")) {
         n = (size_t)(strstr(buf, "\r\n\r\n") - buf) + 4;
+        rf_resp_write(r, RF_FCGI_STDOUT, buf, n);
+        rf_resp_end(r, 0, RF_FCGI_REQUEST_COMPLETE);
+        return;
+    }
     rf_resp_write(r, RF_FCGI_STDOUT, buf, n);
+    if (full)
+        rf_status_procs(r, board, c->pool_idx, json);
+    if (json)
+        rf_resp_puts(r, RF_FCGI_STDOUT, "}");
     rf_resp_end(r, 0, RF_FCGI_REQUEST_COMPLETE);
 }
 

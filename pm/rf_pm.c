@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rf_board.h"
 #include "rf_chan.h"
 #include "rf_ctl.h"
 #include "rf_exec.h"
@@ -27,6 +28,7 @@
 #include "rf_log.h"
 #include "rf_pm.h"
 #include "rf_proctitle.h"
+#include "rf_sdnotify.h"
 
 typedef struct rf_pm_exec {
     uint32_t id;
@@ -35,6 +37,7 @@ typedef struct rf_pm_exec {
     int thread;
     uint64_t started_ns;
     int retiring;
+    int slot; /* its process slot on the scoreboard, -1 = none */
 } rf_pm_exec_t;
 
 typedef struct rf_pm_pool {
@@ -58,6 +61,7 @@ typedef struct rf_pm {
     uint32_t next_id;
     uint32_t *thread_load; /* executors per responder thread */
     rf_pm_pool_t *pools;
+    rf_board_t *board; /* shared with the responder and every executor */
     int stopping;
     pid_t master;
 } rf_pm_t;
@@ -96,7 +100,7 @@ static void rf_exec_on_quit(int sig)
 
 /* In the forked executor: never returns. */
 static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *ch, int body_sock,
-                             uint64_t max_requests)
+                             uint64_t max_requests, int slot)
 {
     const rf_conf_pool_t *p = &pm->conf->pools[pool];
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -157,6 +161,9 @@ static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *c
     o.slowlog_fd = slow_fd;
     o.slowlog_depth = (int)p->request_slowlog_trace_depth;
     o.pool_name = p->name;
+    o.board = pm->board;
+    o.board_pool = pool;
+    o.board_slot = slot;
     int rc = rf_exec_main(ch, &o);
     _exit(rc == 0 ? 0 : 1);
 }
@@ -224,10 +231,15 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
         max_requests -= (uint64_t)rand() % (max_requests / 8 + 1);
     }
     uint32_t id = ++pm->next_id;
+    /* Taken before fork, so the executor finds it ready; freed when reaped. */
+    int slot = rf_board_slot_alloc(pm->board, pool, (int64_t)time(NULL));
+    if (slot < 0)
+        rf_log_debug("[pool %s] no free scoreboard slot: executor not shown in status", p->name);
     int pid = fork();
     if (pid < 0) {
         rc = -errno;
         rf_log(RF_LOG_ERROR, "[pool %s] fork() failed: %s (%d)", p->name, strerror(errno), errno);
+        rf_board_slot_free(pm->board, pool, slot);
         close(sv[0]);
         close(sv[1]);
         rf_chan_destroy(ch);
@@ -235,8 +247,11 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
     }
     if (pid == 0) {
         close(sv[0]);
-        rf_pm_exec_child(pm, pool, (unsigned)(id - 1), ch, sv[1], max_requests);
+        rf_pm_exec_child(pm, pool, (unsigned)(id - 1), ch, sv[1], max_requests, slot);
     }
+    /* Before the responder hears of it: the executor writes its slot only
+     * once it has a request, so the master is still the slot's one writer. */
+    rf_board_slot_set_pid(pm->board, pool, slot, pid);
     close(sv[1]);
     int pidfd = rf_pidfd_open(pid);
     rf_ctl_msg_t m;
@@ -255,6 +270,7 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
     rf_pm_exec_t *x = rf_pm_exec_add(pm);
     if (x == NULL) {
         kill(pid, SIGKILL);
+        rf_board_slot_free(pm->board, pool, slot);
         return -ENOMEM;
     }
     x->id = id;
@@ -263,6 +279,7 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
     x->thread = thread;
     x->started_ns = rf_mono_ns();
     x->retiring = 0;
+    x->slot = slot;
     pm->pools[pool].live++;
     pm->thread_load[thread]++;
     if (rc < 0) {
@@ -380,10 +397,11 @@ static int rf_pm_reap(rf_pm_t *pm)
         uint64_t now = rf_mono_ns();
         double age = (double)(now - x->started_ns) / 1e9;
         int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        rf_log(clean || x->retiring ? RF_LOG_NOTICE : RF_LOG_WARNING,
+        rf_log(clean || x->retiring || pm->stopping ? RF_LOG_NOTICE : RF_LOG_WARNING,
                "[pool %s] child %d exited %s after %.6f seconds from start", p->name, pid, how,
                age);
         int pool = x->pool, thread = x->thread, retiring = x->retiring;
+        rf_board_slot_free(pm->board, pool, x->slot);
         pm->pools[pool].live--;
         pm->thread_load[thread]--;
         *x = pm->xs[--pm->nxs];
@@ -587,6 +605,13 @@ int rf_pm_main(const rf_pm_args_t *a)
         return 70;
     for (int i = 0; i < pm->nthreads; i++)
         pm->ctl[i] = pm->ctl_peer[i] = -1;
+    /* Before any fork: the responder and every executor inherit it. */
+    int brc = rf_io_board_create(a->io, &pm->board);
+    if (brc < 0) {
+        rf_log(RF_LOG_ERROR, "cannot map the scoreboard: %s", strerror(-brc));
+        return 70;
+    }
+    a->io->board = pm->board;
     if (php) {
         for (int i = 0; i < pm->nthreads; i++) {
             int sv[2];
@@ -642,6 +667,7 @@ int rf_pm_main(const rf_pm_args_t *a)
 
     rf_log(RF_LOG_NOTICE, "fpm is running, pid %d", (int)getpid());
     rf_log(RF_LOG_NOTICE, "ready to handle connections");
+    rf_sd_notifyf("READY=1\nMAINPID=%d\nSTATUS=Ready to handle connections", (int)getpid());
     if (a->notify_fd >= 0) {
         char ok = 1;
         ssize_t w = write(a->notify_fd, &ok, 1);
@@ -701,6 +727,7 @@ int rf_pm_main(const rf_pm_args_t *a)
             break;
         rf_pm_respawn_due(pm);
     }
+    rf_sd_notify("STOPPING=1");
     rf_pm_shutdown(pm, grace);
     free(pfds);
     for (int i = 0; i < pm->nthreads; i++)
@@ -712,5 +739,7 @@ int rf_pm_main(const rf_pm_args_t *a)
     free(pm->thread_load);
     free(pm->pools);
     free(pm->xs);
+    a->io->board = NULL;
+    rf_board_destroy(pm->board);
     return exit_code;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -48,6 +49,7 @@ void rf_exec_opts_init(rf_exec_opts_t *o)
     memset(o, 0, sizeof(*o));
     o->body_sock = -1;
     o->slowlog_fd = -1;
+    o->board_slot = -1;
 }
 
 /* ---- slowlog watcher ------------------------------------------------------
@@ -119,6 +121,152 @@ static void *slow_main(void *arg)
 }
 
 static slow_watch_t slow_w;
+
+/* ---- scoreboard ---------------------------------------------------------------
+ * This executor's process slot (core/rf_board.h), written the way php-fpm's
+ * child writes its own (fpm_request.c): at the start of a request, once PHP
+ * resolved it, when the script returned and when it is over. Plain stores
+ * under the slot's seqlock; the only syscalls are getrusage() at the start
+ * and the end, for the request's cpu time (php-fpm calls times()). */
+
+typedef struct exec_board {
+    rf_board_t *b;
+    int pool;
+    rf_board_proc_t *me; /* NULL: no slot, nothing to write */
+    uint64_t t0_us;      /* the request began, CLOCK_MONOTONIC */
+    struct rusage ru0;   /* this process's cpu time then */
+    int measured;        /* the request's duration, cpu and memory are taken */
+} exec_board_t;
+
+static exec_board_t exec_bd;
+
+#define BOARD_SET(field, s) rf_board_strset((field), sizeof(field), (s), (s) ? strlen(s) : 0)
+
+static uint64_t ru_cpu_us(const struct rusage *ru)
+{
+    return (uint64_t)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec);
+}
+
+/* php-fpm's "Reading headers": a new request, nothing known about it yet. */
+static void board_begin(void)
+{
+    rf_board_proc_t *p = exec_bd.me;
+    if (p == NULL)
+        return;
+    exec_bd.t0_us = mono_ns() / 1000;
+    exec_bd.measured = 0;
+    getrusage(RUSAGE_SELF, &exec_bd.ru0);
+    rf_board_seq_write_begin(&p->seq);
+    p->state = RF_BOARD_READING;
+    p->requests++;
+    p->req_start_us = exec_bd.t0_us;
+    p->content_length = 0;
+    p->method[0] = p->uri[0] = p->query[0] = p->user[0] = p->script[0] = '\0';
+    rf_board_seq_write_end(&p->seq);
+}
+
+/* rf_php_io_t.started: what the request is, and it runs. */
+static void io_started(void *ctx, const rf_php_req_info_t *info)
+{
+    rf_board_proc_t *p = exec_bd.me;
+    if (p == NULL)
+        return;
+    rf_board_seq_write_begin(&p->seq);
+    p->state = RF_BOARD_RUNNING;
+    BOARD_SET(p->method, info->method);
+    BOARD_SET(p->uri, info->uri);
+    BOARD_SET(p->query, info->query);
+    BOARD_SET(p->user, info->user);
+    BOARD_SET(p->script, info->script);
+    p->content_length = info->content_length > 0 ? (uint64_t)info->content_length : 0;
+    rf_board_seq_write_end(&p->seq);
+}
+
+/* Enter `state`; the first call of a request also takes its duration, cpu
+ * time and (while PHP still has it: Finishing) peak memory, as php-fpm's
+ * fpm_request_end does before request shutdown. */
+static void board_set_state(uint32_t state)
+{
+    rf_board_proc_t *p = exec_bd.me;
+    if (p == NULL)
+        return;
+    int measure = !exec_bd.measured;
+    uint64_t dur = 0, cpu = 0, mem = 0;
+    if (measure) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        uint64_t now = mono_ns() / 1000, c0 = ru_cpu_us(&exec_bd.ru0), c1 = ru_cpu_us(&ru);
+        dur = now > exec_bd.t0_us ? now - exec_bd.t0_us : 0;
+        cpu = c1 > c0 ? c1 - c0 : 0;
+        mem = state == RF_BOARD_FINISHING ? rf_php_memory_peak() : 0;
+        exec_bd.measured = 1;
+    }
+    rf_board_seq_write_begin(&p->seq);
+    p->state = state;
+    if (measure) {
+        p->req_duration_us = dur;
+        p->req_cpu_us = cpu;
+        p->req_memory = mem;
+    }
+    rf_board_seq_write_end(&p->seq);
+}
+
+/* rf_php_io_t.script_done */
+static void io_script_done(void *ctx)
+{
+    board_set_state(RF_BOARD_FINISHING);
+}
+
+/* fpm_get_status(): php-fpm's fpm_status_export_to_zval, keys, order and
+ * types, from the scoreboard. */
+static int exec_status(void *ctx, rf_php_status_out_t *o)
+{
+    const exec_board_t *eb = ctx;
+    const rf_board_pool_t *pool = rf_board_pool_get(eb->b, eb->pool);
+    rf_board_stats_t s;
+    if (pool == NULL || rf_board_stats_get(eb->b, eb->pool, &s) < 0)
+        return -EBUSY;
+    int64_t now = (int64_t)time(NULL);
+    uint64_t now_us = mono_ns() / 1000;
+    rf_php_status_str(o, "pool", pool->name);
+    rf_php_status_str(o, "process-manager", pool->pm);
+    rf_php_status_long(o, "start-time", pool->start_time);
+    rf_php_status_long(o, "start-since", now - pool->start_time);
+    rf_php_status_long(o, "accepted-conn", (long long)s.accepted_conn);
+    rf_php_status_long(o, "listen-queue", (long long)s.listen_queue);
+    rf_php_status_long(o, "max-listen-queue", (long long)s.max_listen_queue);
+    rf_php_status_long(o, "listen-queue-len", (long long)pool->listen_queue_len);
+    rf_php_status_long(o, "idle-processes", (long long)s.idle);
+    rf_php_status_long(o, "active-processes", (long long)s.active);
+    rf_php_status_long(o, "total-processes", (long long)(s.idle + s.active));
+    rf_php_status_long(o, "max-active-processes", (long long)s.max_active);
+    rf_php_status_long(o, "max-children-reached", (long long)s.max_children_reached);
+    rf_php_status_long(o, "slow-requests", (long long)s.slow_requests);
+    for (int i = 0; i < rf_board_nslots(eb->b, eb->pool); i++) {
+        rf_board_proc_t p;
+        rf_board_proc_view_t v;
+        if (rf_board_proc_read(eb->b, eb->pool, i, &p) != 1)
+            continue; /* free, or busy: php-fpm skips those too */
+        rf_board_proc_view(&p, now, now_us, &v);
+        rf_php_status_proc(o);
+        rf_php_status_long(o, "pid", v.pid);
+        rf_php_status_str(o, "state", v.state);
+        rf_php_status_long(o, "start-time", v.start_time);
+        rf_php_status_long(o, "start-since", v.start_since);
+        rf_php_status_long(o, "requests", (long long)v.requests);
+        rf_php_status_long(o, "request-duration", (long long)v.request_duration);
+        rf_php_status_str(o, "request-method", v.method);
+        rf_php_status_str(o, "request-uri", v.uri);
+        rf_php_status_str(o, "query-string", v.query);
+        rf_php_status_long(o, "request-length", (long long)v.content_length);
+        rf_php_status_str(o, "user", v.user);
+        rf_php_status_str(o, "script", v.script);
+        rf_php_status_double(o, "last-request-cpu", v.last_request_cpu);
+        rf_php_status_long(o, "last-request-memory", (long long)v.last_request_memory);
+    }
+    return 0;
+}
 
 static int out_drain(exec_req_t *r)
 {
@@ -438,6 +586,7 @@ static int run_request(rf_chan_t *ch, const rf_exec_opts_t *o, const rf_chan_msg
     r.body = m->data + m->arg0;
     r.body_len = body_fd_req ? 0 : m->arg1;
 
+    board_begin();
     int status = 0, fail = 0;
     if (body_fd_req) {
         r.body_fd = o->body_sock >= 0 ? recv_fd(o->body_sock) : -1;
@@ -457,6 +606,8 @@ static int run_request(rf_chan_t *ch, const rf_exec_opts_t *o, const rf_chan_msg
             .log = io_log,
             .finish = io_finish,
             .aborted = io_aborted,
+            .started = io_started,
+            .script_done = io_script_done,
         };
         double t = m->arg2 ? (double)m->arg2 / 1e9 : 0;
         slow_begin(pv);
@@ -480,6 +631,7 @@ static int run_request(rf_chan_t *ch, const rf_exec_opts_t *o, const rf_chan_msg
         if (!r.err)
             (void)send_end(&r, (uint32_t)status);
     }
+    board_set_state(RF_BOARD_IDLE);
     st->requests++;
     if (r.err)
         return r.err;
@@ -505,6 +657,12 @@ int rf_exec_main_stats(rf_chan_t *ch, const rf_exec_opts_t *o, rf_exec_stats_t *
     char *obuf = malloc(ocap);
     if (!obuf)
         return -ENOMEM;
+    if (o->board) {
+        exec_bd.b = o->board;
+        exec_bd.pool = o->board_pool;
+        exec_bd.me = rf_board_slot(o->board, o->board_pool, o->board_slot);
+        rf_php_set_status_source(exec_status, &exec_bd);
+    }
     if (o->slowlog_ms && o->slowlog_fd >= 0 && !slow_w.running) {
         slow_w.o = o;
         slow_w.st = stats;
@@ -553,6 +711,10 @@ int rf_exec_main_stats(rf_chan_t *ch, const rf_exec_opts_t *o, rf_exec_stats_t *
         atomic_store(&slow_w.stop, 1);
         pthread_join(slow_w.tid, NULL);
         slow_w.running = 0;
+    }
+    if (o->board) {
+        rf_php_set_status_source(NULL, NULL);
+        memset(&exec_bd, 0, sizeof(exec_bd));
     }
     free(pv.v);
     free(obuf);

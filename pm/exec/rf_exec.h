@@ -13,6 +13,10 @@
  * after the record) and arg1 bytes are read from it.
  *
  * Per request the executor:
+ *   - marks its scoreboard slot (opts->board) Running with the request's
+ *     method, URI, query, script, user and content length, Finishing once
+ *     the script returned (with its duration, cpu time and peak memory),
+ *     then Idle, as php-fpm's child does;
  *   - buffers stdout (opts->out_buf bytes, default 8 KiB, like php-fpm's
  *     out_buf) and writes it as STDOUT records when full, on flush() (then a
  *     FLUSH marker follows) and at the end;
@@ -43,6 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rf_board.h"
 #include "rf_chan.h"
 #include "rf_php.h"
 
@@ -73,9 +78,18 @@ typedef struct rf_exec_opts {
     int slowlog_fd;        /* -1 = none (set explicitly: 0 is an fd) */
     int slowlog_depth;     /* request_slowlog_trace_depth; 0 = 20 */
     const char *pool_name; /* for the slowlog header */
+    /* The scoreboard (core/rf_board.h) and this executor's place in it: its
+     * process slot is written at each request's start and end (a
+     * getrusage() each time, as php-fpm calls times()), and
+     * fpm_get_status() reads the pool from it. NULL = none; board_slot
+     * < 0 = no slot (the pool's fields are still shown). */
+    rf_board_t *board;
+    int board_pool;
+    int board_slot;
 } rf_exec_opts_t;
 
-/* Fills o with the defaults (body_sock = slowlog_fd = -1, the rest zero). */
+/* Fills o with the defaults (body_sock = slowlog_fd = board_slot = -1, the
+ * rest zero). */
 void rf_exec_opts_init(rf_exec_opts_t *o);
 
 /* Counters of this executor, for tests and display. */

@@ -1088,13 +1088,77 @@ static PHP_FUNCTION(apache_request_headers)
     }
 }
 
-/* The pool's scoreboard lives in the process manager, which does not export
- * it to this library yet: false, as php-fpm returns when the scoreboard is
- * busy. */
+static rf_php_status_fn rf_php_status_src;
+static void *rf_php_status_ctx;
+
+struct rf_php_status_out {
+    zval *ret;
+    zval procs;
+    zval proc;   /* the process being filled */
+    int in_proc; /* keys go to proc, not ret */
+};
+
+void rf_php_set_status_source(rf_php_status_fn fn, void *ctx)
+{
+    rf_php_status_src = fn;
+    rf_php_status_ctx = ctx;
+}
+
+static zval *rf_php_status_to(rf_php_status_out_t *out)
+{
+    return out->in_proc ? &out->proc : out->ret;
+}
+
+void rf_php_status_long(rf_php_status_out_t *out, const char *key, long long value)
+{
+    add_assoc_long(rf_php_status_to(out), key, (zend_long)value);
+}
+
+void rf_php_status_str(rf_php_status_out_t *out, const char *key, const char *value)
+{
+    add_assoc_string(rf_php_status_to(out), key, value ? value : "");
+}
+
+void rf_php_status_double(rf_php_status_out_t *out, const char *key, double value)
+{
+    add_assoc_double(rf_php_status_to(out), key, value);
+}
+
+void rf_php_status_proc(rf_php_status_out_t *out)
+{
+    if (out->in_proc) {
+        add_next_index_zval(&out->procs, &out->proc);
+    }
+    array_init(&out->proc);
+    out->in_proc = 1;
+}
+
+/* php-fpm's fpm_status_export_to_zval: the pool's fields, then "procs". */
 static PHP_FUNCTION(fpm_get_status)
 {
     ZEND_PARSE_PARAMETERS_NONE();
-    RETURN_FALSE;
+
+    if (!rf_php_status_src) {
+        RETURN_FALSE;
+    }
+    rf_php_status_out_t out = {.ret = return_value};
+    array_init(return_value);
+    array_init(&out.procs);
+    int rc = rf_php_status_src(rf_php_status_ctx, &out);
+    if (out.in_proc) {
+        add_next_index_zval(&out.procs, &out.proc);
+    }
+    if (rc < 0) {
+        zval_ptr_dtor(&out.procs);
+        zval_ptr_dtor(return_value);
+        RETURN_FALSE;
+    }
+    add_assoc_zval(return_value, "procs", &out.procs);
+}
+
+size_t rf_php_memory_peak(void)
+{
+    return zend_memory_peak_usage(1);
 }
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(rf_php_arginfo_finish, 0, 0, _IS_BOOL, 0)
@@ -1324,6 +1388,17 @@ int rf_php_execute(const rf_php_param_t *params, size_t nparams, const rf_php_io
     zend_first_try
     {
         rf_php_init_request_info();
+        if (io->started) {
+            rf_php_req_info_t info = {
+                .method = SG(request_info).request_method,
+                .uri = SG(request_info).request_uri,
+                .query = SG(request_info).query_string,
+                .script = SG(request_info).path_translated,
+                .user = SG(request_info).auth_user,
+                .content_length = (long long)SG(request_info).content_length,
+            };
+            io->started(io->ctx, &info);
+        }
 
         if (php_request_startup() == FAILURE) {
             rc = -EIO;
@@ -1386,6 +1461,9 @@ int rf_php_execute(const rf_php_param_t *params, size_t nparams, const rf_php_io
         }
         if (exit_status) {
             *exit_status = EG(exit_status);
+        }
+        if (io->script_done) {
+            io->script_done(io->ctx);
         }
         if (SG(request_info).path_translated) {
             efree(SG(request_info).path_translated);

@@ -45,6 +45,18 @@ typedef struct rf_php_opts {
     const char *limit_extensions;
 } rf_php_opts_t;
 
+/* The request as PHP resolved it (SG(request_info) after cgi.fix_pathinfo):
+ * what php-fpm copies to its scoreboard. Strings are valid during the call
+ * only and NULL when unset. */
+typedef struct rf_php_req_info {
+    const char *method;
+    const char *uri;    /* SCRIPT_NAME after cgi.fix_pathinfo, no query */
+    const char *query;  /* QUERY_STRING */
+    const char *script; /* the script's path; NULL when there is none (404) */
+    const char *user;   /* HTTP_AUTHORIZATION's user (Basic / Digest) */
+    long long content_length;
+} rf_php_req_info_t;
+
 /* Request I/O. ctx is handed back untouched to every callback. Every
  * callback is called on the executing thread, during rf_php_execute. */
 typedef struct rf_php_io {
@@ -75,6 +87,14 @@ typedef struct rf_php_io {
      * Checked before every write/flush; PHP then behaves as on a failed
      * write. May be NULL. */
     int (*aborted)(void *ctx);
+    /* The request's params are resolved (php-fpm's "Getting request
+     * information", before php_request_startup). May be NULL. */
+    void (*started)(void *ctx, const rf_php_req_info_t *info);
+    /* The script returned (or never ran); request shutdown — shutdown
+     * functions, destructors, the last output — follows: php-fpm's
+     * fpm_request_end, where it takes the request's duration, cpu and
+     * memory (rf_php_memory_peak). May be NULL. */
+    void (*script_done)(void *ctx);
 } rf_php_io_t;
 
 /* One FastCGI param. Not NUL-terminated; copied by rf_php_execute. */
@@ -123,6 +143,33 @@ int rf_php_set_limit_extensions(const char *list);
  * php-fpm's child does). */
 int rf_php_execute(const rf_php_param_t *params, size_t nparams, const rf_php_io_t *io,
                    double request_time_float, int *exit_status);
+
+/* The running request's peak memory as php-fpm reports it
+ * (zend_memory_peak_usage(1): memory taken from the system). Meaningful
+ * while a request runs, e.g. in script_done; PHP resets it at request
+ * shutdown. */
+size_t rf_php_memory_peak(void);
+
+/*
+ * fpm_get_status(). PHP's array is built by a status source the process
+ * manager registers (rf_php_set_status_source); this file knows only the
+ * "procs" key. The source adds the pool's keys in order with
+ * rf_php_status_long / _str / _double, then for each process calls
+ * rf_php_status_proc() and adds that process's keys the same way. It
+ * returns 0, or < 0 to make fpm_get_status() return false (php-fpm: the
+ * scoreboard is busy). With no source fpm_get_status() returns false.
+ */
+typedef struct rf_php_status_out rf_php_status_out_t;
+typedef int (*rf_php_status_fn)(void *ctx, rf_php_status_out_t *out);
+
+/* Register (or with fn NULL remove) the status source; ctx is passed back. */
+void rf_php_set_status_source(rf_php_status_fn fn, void *ctx);
+
+void rf_php_status_long(rf_php_status_out_t *out, const char *key, long long value);
+void rf_php_status_str(rf_php_status_out_t *out, const char *key, const char *value);
+void rf_php_status_double(rf_php_status_out_t *out, const char *key, double value);
+/* Start the next element of "procs": the keys that follow go into it. */
+void rf_php_status_proc(rf_php_status_out_t *out);
 
 /* The running script's call stack, innermost first, one line per frame as
  * php-fpm's slowlog prints it: "[0xADDR] function() /path/file.php:LINE".

@@ -94,6 +94,17 @@ def skip_if_php_cannot_start(driver):
                                 "which ASan refuses")
 
 
+def wait_until(predicate, timeout, interval=0.02):
+    """Poll predicate until it returns something true or timeout passes;
+    returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
 def free_tcp_port(host="127.0.0.1"):
     """A TCP port that was free on host a moment ago (the kernel picked it)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -56,15 +56,7 @@ def params(script, query=""):
     ]
 
 
-def wait_until(predicate, timeout, interval=0.02):
-    """Poll predicate until it returns something true or timeout passes;
-    returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+wait_until = harness.wait_until
 
 
 class Pending:
@@ -203,10 +195,14 @@ class StaticTest(PmCase):
         self.assertIsNotNone(self.server.wait_log(
             r"\[pool www\] child %d exited on signal 9 \(SIGKILL\)" % victim, start=mark),
             self.server.diagnostics())
-        # All three serve (idle executors are taken longest-idle first).
+        # All three serve: three requests at once need three executors
+        # (sleep.php prints its pid).
+        burst = [self.pending("sleep.php", "ms=300") for _ in range(3)]
         seen = set()
-        for _ in range(6):
-            seen.add(int(self.get_ok("pid.php").body))
+        for p in burst:
+            response = p.result()
+            self.assertOk(response, "concurrent request")
+            seen.add(int(response.body.split()[-1]))
         self.assertEqual(seen, set(self.pids()))
 
     def test_one_executor_serves_every_responder_thread(self):

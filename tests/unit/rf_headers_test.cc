@@ -8,6 +8,7 @@
  */
 #include "rf_arena.h"
 #include "rf_assert.h"
+#include "rf_board.h"
 #include "rf_fcgi.h"
 #include "rf_mem.h"
 #if __has_include("rf_ini.h")
@@ -45,6 +46,9 @@ TEST(Headers, CompileAsCxxAndLinkAgainstC)
     rf_arena_pool_init(&pool, RF_ARENA_CHUNK_SIZE, 1);
     EXPECT_EQ(pool.magic, RF_ARENA_POOL_MAGIC);
     rf_arena_pool_drain(&pool);
+
+    /* rf_board.h */
+    EXPECT_STREQ(rf_board_state_name(RF_BOARD_RUNNING), "Running");
 
     /* rf_fcgi.h */
     rf_fcgi_parser_t parser;
