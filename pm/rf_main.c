@@ -374,8 +374,9 @@ int main(int argc, char **argv)
             rf_usage(stdout, argv[0]);
             return RF_EX_OK;
         case 'v':
-            printf("ringfpm %s (fpm-fcgi compatible; PHP not attached in this build)\n",
-                   RF_VERSION);
+            printf("ringfpm %s (fpm-fcgi) with PHP %s\n"
+                   "A FastCGI process manager for PHP, compatible with php-fpm\n",
+                   RF_VERSION, rf_php_version());
             return RF_EX_OK;
         case 'i':
         case 'm':

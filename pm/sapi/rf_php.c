@@ -1544,3 +1544,8 @@ size_t rf_php_trace(char *buf, size_t cap, int max_depth)
     }
     return n;
 }
+
+const char *rf_php_version(void)
+{
+    return PHP_VERSION;
+}

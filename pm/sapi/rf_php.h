@@ -105,6 +105,9 @@ typedef struct rf_php_param {
     size_t value_len;
 } rf_php_param_t;
 
+/* The PHP version this SAPI was built against ("8.2.36"). */
+const char *rf_php_version(void);
+
 /* Start PHP once, in the master before fork: php.ini lookup as php-fpm does
  * (opts above), sapi_startup and php_module_startup with SAPI "fpm-fcgi"
  * (so opcache, a zend_extension in conf.d, enables itself). Returns 0, or

@@ -41,8 +41,14 @@ class InheritedStderrLogTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 0)
 
 
-if __name__ == "__main__":
-    unittest.main()
+class VersionTest(unittest.TestCase):
+    def test_v_names_ringfpm_and_php(self):
+        r = subprocess.run([harness.binary_path(), "-v"], capture_output=True, text=True,
+                           timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^ringfpm \d+\.\d+\.\d+ \(fpm-fcgi\) with PHP 8\.\d+\.\d+\n")
+
+
 
 
 class NotImplementedWarningTest(unittest.TestCase):
@@ -73,3 +79,7 @@ class NotImplementedWarningTest(unittest.TestCase):
         self.addCleanup(server.cleanup)
         self.assertIsNotNone(server.wait_log(r"ready to handle connections"))
         self.assertNotIn("not implemented by ringfpm yet", server.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
