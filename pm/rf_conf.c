@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "rf_ini.h"
@@ -46,6 +47,8 @@ enum rf_conf_type {
     RF_T_EXEC_TYPE,   /* ringfpm: php | builtin */
     RF_T_OVERLOAD,    /* ringfpm: 503 | overloaded */
     RF_T_EXEC_CPUS,   /* ringfpm: cpu list, "spread" or "spread <list>" */
+    RF_T_FACILITY,    /* php-fpm's syslog.facility names */
+    RF_T_FPM_INT,     /* php-fpm's fpm_conf_set_integer: [-]digits */
     RF_T_IGNORED,     /* php-fpm's, accepted, not acted on yet */
 };
 
@@ -87,11 +90,11 @@ static const rf_directive_t rf_directives[] = {
     /* [global], php-fpm 8.2 order */
     G("pid", RF_T_STR, pid),
     G("error_log", RF_T_STR, error_log),
-    GI("syslog.ident"),
-    GI("syslog.facility"),
-    GI("log_buffering"),
+    G("syslog.ident", RF_T_STR, syslog_ident),
+    G("syslog.facility", RF_T_FACILITY, syslog_facility),
+    G("log_buffering", RF_T_BOOL, log_buffering),
     G("log_level", RF_T_LEVEL, log_level),
-    GI("log_limit"),
+    G("log_limit", RF_T_FPM_INT, log_limit),
     GI("emergency_restart_threshold"),
     GI("emergency_restart_interval"),
     G("process_control_timeout", RF_T_TIME, process_control_timeout),
@@ -138,8 +141,8 @@ static const rf_directive_t rf_directives[] = {
     PI("pm.status_listen"),
     P("ping.path", RF_T_STR, ping_path),
     P("ping.response", RF_T_STR, ping_response),
-    PP("access.log", RF_T_STR, access_log),
-    PP("access.format", RF_T_STR, access_format),
+    P("access.log", RF_T_STR, access_log),
+    P("access.format", RF_T_STR, access_format),
     P("slowlog", RF_T_STR, slowlog),
     P("request_slowlog_timeout", RF_T_TIME, request_slowlog_timeout),
     P("request_slowlog_trace_depth", RF_T_INT, request_slowlog_trace_depth),
@@ -150,7 +153,7 @@ static const rf_directive_t rf_directives[] = {
     P("chroot", RF_T_STR, chroot),
     P("chdir", RF_T_STR, chdir),
     P("catch_workers_output", RF_T_BOOL, catch_workers_output),
-    PI("decorate_workers_output"),
+    P("decorate_workers_output", RF_T_BOOL, decorate_workers_output),
     P("clear_env", RF_T_BOOL, clear_env),
     P("security.limit_extensions", RF_T_STR, security_limit_extensions),
     PI("apparmor_hat"),
@@ -221,6 +224,7 @@ static void rf_pool_defaults(rf_conf_pool_t *p)
     p->pm_process_idle_timeout = 10;
     p->request_slowlog_trace_depth = 20;
     p->clear_env = 1;
+    p->decorate_workers_output = 1;
     p->max_params_bytes = 1 << 20;
     p->max_params = 10000;
     p->max_multiplex = 256;
@@ -485,7 +489,8 @@ static int rf_store(rf_load_t *ld, const rf_directive_t *d, const char *value, i
         return 0;
     case RF_T_BOOL:
         if (rf_ini_bool(value, &b) < 0)
-            return rf_fail(ld, line, "invalid boolean value for '%s'", d->name);
+            return rf_fail(ld, line, "unable to parse value for entry '%s': invalid boolean value",
+                           d->name);
         *(int *)field = b;
         return 0;
     case RF_T_DAEMONIZE:
@@ -531,9 +536,29 @@ static int rf_store(rf_load_t *ld, const rf_directive_t *d, const char *value, i
     case RF_T_LEVEL:
         rc = rf_log_level_parse(value);
         if (rc < 0)
-            return rf_fail(ld, line, "invalid value for 'log_level'");
+            return rf_fail(ld, line,
+                           "unable to parse value for entry 'log_level': invalid value for "
+                           "'log_level'");
         *(int *)field = rc;
         return 0;
+    case RF_T_FACILITY:
+        rc = rf_log_facility_parse(value);
+        if (rc < 0)
+            return rf_fail(ld, line, "unable to parse value for entry '%s': invalid value",
+                           d->name);
+        *(int *)field = rc;
+        return 0;
+    case RF_T_FPM_INT: {
+        /* fpm_conf_set_integer: an optional '-' then digits, atoi() */
+        const char *v = value + (value[0] == '-');
+        if (*v == '\0' || strspn(v, "0123456789") != strlen(v))
+            return rf_fail(ld, line,
+                           "unable to parse value for entry '%s': is not a valid number "
+                           "(greater or equal than zero)",
+                           d->name);
+        *(long *)field = atoi(value);
+        return 0;
+    }
     case RF_T_THREADS:
         if (strcasecmp(value, "auto") == 0) {
             *(int *)field = 0;
@@ -697,8 +722,6 @@ static int rf_array(rf_load_t *ld, const rf_ini_entry_t *e)
             return -ENOMEM;
     }
     rf_kv_add(ld->pool, kind, e->key, value);
-    if (kind == RF_KV_SUPPRESS_PATH) /* acted on with access.log */
-        rf_note_ignored(&ld->pool->ignored, e->name);
     return 0;
 }
 
@@ -804,6 +827,8 @@ static int rf_check_path_option(rf_load_t *ld, rf_conf_pool_t *p, const char *wh
 static int rf_validate(rf_load_t *ld)
 {
     rf_conf_t *c = ld->conf;
+    if (c->log_limit < RF_LOG_LIMIT_MIN)
+        return rf_fail(ld, 0, "log_limit must be greater than %d", RF_LOG_LIMIT_MIN);
     if (c->npools == 0)
         return rf_fail(ld, 0,
                        "No pool defined. at least one pool section must be specified in "
@@ -903,6 +928,10 @@ static int rf_validate(rf_load_t *ld)
 static void rf_global_defaults(rf_conf_t *c)
 {
     c->log_level = RF_LOG_NOTICE;
+    c->syslog_ident = rf_strdup("php-fpm");
+    c->syslog_facility = LOG_DAEMON;
+    c->log_buffering = 1;
+    c->log_limit = RF_LOG_LIMIT_DEFAULT;
     c->daemonize = 1;
     c->backend = RF_IO_AUTO;
     c->idle_timeout_ms = 600000;
@@ -990,6 +1019,7 @@ void rf_conf_free(rf_conf_t *conf)
     free(conf->prefix);
     free(conf->pid);
     free(conf->error_log);
+    free(conf->syslog_ident);
     free(conf->cpu_list);
     free(conf->ignored);
     memset(conf, 0, sizeof(*conf));
@@ -1028,6 +1058,9 @@ static void rf_dump_one(const rf_directive_t *d, const void *base,
     }
     case RF_T_LEVEL:
         snprintf(line, sizeof(line), "\t%s = %s", d->name, rf_log_level_name(*(const int *)field));
+        break;
+    case RF_T_FACILITY: /* php-fpm prints the number */
+        snprintf(line, sizeof(line), "\t%s = %d", d->name, *(const int *)field);
         break;
     case RF_T_THREADS:
         if (*(const int *)field == 0)

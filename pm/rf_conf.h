@@ -88,6 +88,7 @@ typedef struct rf_conf_pool {
     char *chdir;
     int process_dumpable; /* process.dumpable: PR_SET_DUMPABLE after setuid */
     int catch_workers_output;
+    int decorate_workers_output; /* default yes */
     int clear_env;
     char *security_limit_extensions;
     /* ringfpm */
@@ -120,8 +121,12 @@ typedef struct rf_conf {
     char *prefix; /* -p */
     /* php-fpm [global] */
     char *pid;
-    char *error_log;
+    char *error_log;     /* NULL: log/php-fpm.log; "syslog": syslog */
+    char *syslog_ident;  /* default "php-fpm", as php-fpm's */
+    int syslog_facility; /* LOG_* value, default LOG_DAEMON */
+    int log_buffering;
     int log_level;
+    long log_limit; /* >= 512, default 1024 */
     int daemonize;
     long rlimit_files;
     long process_control_timeout;

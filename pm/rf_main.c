@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -108,24 +109,28 @@ static int rf_inherited_fd(const char *path)
 
 static int rf_open_log(const rf_conf_t *conf, const rf_opts_t *o, int foreground)
 {
+    rf_log_set_limit((int)conf->log_limit);
+    rf_log_set_buffering(conf->log_buffering);
     const char *path = conf->error_log;
     if (conf->file == NULL && path == NULL)
         return 0; /* built-in default: stderr */
     if (path == NULL)
         path = "/var/log/php-fpm.log"; /* php-fpm's default, log/php-fpm.log under /var */
-    if (strcmp(path, "syslog") == 0) {
-        rf_log(RF_LOG_WARNING, "error_log = syslog is not implemented by ringfpm yet, logging "
-                               "to stderr");
+    /* -F -O: the log goes to stderr, whatever error_log says. */
+    if (foreground && o->force_stderr)
         return 0;
+    if (strcasecmp(path, "syslog") == 0) {
+        /* php-fpm: openlog(ident, LOG_PID | LOG_CONS, facility) */
+        int rc = rf_log_open_syslog(conf->syslog_ident, conf->syslog_facility, NULL);
+        if (rc < 0)
+            rf_log(RF_LOG_ERROR, "failed to open syslog: %s (%d)", strerror(-rc), -rc);
+        return rc;
     }
     char full[4096];
     if (path[0] != '/') {
         snprintf(full, sizeof(full), "%s/%s", o->prefix ? o->prefix : "/var", path);
         path = full;
     }
-    /* -F -O: the log goes to stderr, whatever error_log says. */
-    if (foreground && o->force_stderr)
-        return 0;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     int inherited = rf_inherited_fd(path);
     if (fd < 0 && inherited >= 0) {
@@ -138,6 +143,14 @@ static int rf_open_log(const rf_conf_t *conf, const rf_opts_t *o, int foreground
         rf_log(RF_LOG_ERROR, "failed to open error_log (%s): %s (%d)", path, strerror(errno),
                errno);
         return -errno;
+    }
+    /* Re-opened (SIGUSR1): the new file takes the old descriptor's number,
+     * as php-fpm's dup2, so a thread logging meanwhile never writes to a
+     * closed or reused descriptor. */
+    int old = rf_log_get_fd();
+    if (old > 2 && dup3(fd, old, O_CLOEXEC) == old) {
+        close(fd);
+        fd = old;
     }
     rf_log_set_fd(fd);
     return 0;

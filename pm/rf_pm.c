@@ -38,6 +38,11 @@ typedef struct rf_pm_exec {
     uint64_t started_ns;
     int retiring;
     int slot; /* its process slot on the scoreboard, -1 = none */
+    /* catch_workers_output: the read ends of its stdout and stderr pipes
+     * (non-blocking, -1 once closed) and the lines being built from them;
+     * both drained and closed when it is reaped. */
+    int out_fd, err_fd;
+    rf_log_stream_t *said;
 } rf_pm_exec_t;
 
 typedef struct rf_pm_pool {
@@ -146,6 +151,27 @@ static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *c
             rf_log(RF_LOG_ERROR, "[pool %s] cannot open slowlog '%s': %s (%d)", p->name, s,
                    strerror(errno), errno);
     }
+    /* access.log: opened here, still privileged, as php-fpm's master does;
+     * relative to the pool's prefix, else the global one, else /usr. */
+    char acc_path[4096];
+    int acc_fd = -1;
+    const char **acc_sup = NULL;
+    size_t acc_nsup = 0;
+    if (p->access_log && p->access_log[0]) {
+        const char *base = p->prefix ? p->prefix : pm->conf->prefix ? pm->conf->prefix : "/usr";
+        if (p->access_log[0] == '/')
+            snprintf(acc_path, sizeof(acc_path), "%s", p->access_log);
+        else
+            snprintf(acc_path, sizeof(acc_path), "%s/%s", base, p->access_log);
+        acc_fd = open(acc_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (acc_fd < 0)
+            rf_log(RF_LOG_ERROR, "[pool %s] failed to open access log (%s): %s (%d)", p->name,
+                   acc_path, strerror(errno), errno);
+        acc_sup = calloc(p->nkv + 1, sizeof(*acc_sup));
+        for (size_t i = 0; acc_sup && i < p->nkv; i++)
+            if (p->kv[i].kind == RF_KV_SUPPRESS_PATH)
+                acc_sup[acc_nsup++] = p->kv[i].value;
+    }
     char err[512];
     if (rf_exec_setup(pm->conf, p, index, err, sizeof(err)) < 0) {
         rf_log(RF_LOG_ERROR, "%s", err);
@@ -164,8 +190,78 @@ static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *c
     o.board = pm->board;
     o.board_pool = pool;
     o.board_slot = slot;
+    o.access_fd = acc_fd;
+    /* inside a chroot the path names nothing: no reopen */
+    o.access_path = p->chroot && p->chroot[0] ? NULL : acc_path;
+    o.access_format = p->access_format;
+    o.access_suppress = acc_sup;
+    o.access_nsuppress = acc_nsup;
+    /* php-fpm's %R is its FastCGI peer's IP, "-" on a unix socket */
+    o.access_remote_param = p->listen && (strchr(p->listen, ':') != NULL ||
+                                          strspn(p->listen, "0123456789") == strlen(p->listen));
     int rc = rf_exec_main(ch, &o);
     _exit(rc == 0 ? 0 : 1);
+}
+
+static void rf_pm_close_said(int said[2][2])
+{
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 2; k++)
+            if (said[i][k] >= 0) {
+                close(said[i][k]);
+                said[i][k] = -1;
+            }
+}
+
+/*
+ * catch_workers_output: what an executor wrote to its stdout (is_stdout)
+ * or stderr, logged line by line as php-fpm's fpm_stdio_child_said does.
+ * Reads at most `budget` bytes, so a chatty executor cannot hold the loop
+ * (the rest waits for the next poll); at EOF the pipe is closed.
+ */
+static void rf_pm_exec_said(rf_pm_exec_t *x, int is_stdout, size_t budget)
+{
+    int *fd = is_stdout ? &x->out_fd : &x->err_fd;
+    if (*fd < 0 || x->said == NULL)
+        return;
+    rf_log_stream_event(x->said, is_stdout);
+    char buf[4096];
+    for (size_t got = 0; got < budget;) {
+        ssize_t r = read(*fd, buf, sizeof(buf));
+        if (r > 0) {
+            rf_log_stream_feed(x->said, buf, (size_t)r);
+            got += (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r < 0)
+            rf_log(RF_LOG_ERROR, "unable to read what child %d said into %s: %s (%d)", x->pid,
+                   is_stdout ? "stdout" : "stderr", strerror(errno), errno);
+        rf_log_stream_eof(x->said);
+        close(*fd);
+        *fd = -1;
+        return;
+    }
+}
+
+/* An executor is gone: log all it still had to say, free the pipes. */
+static void rf_pm_exec_said_close(rf_pm_exec_t *x)
+{
+    if (x->said == NULL)
+        return;
+    rf_pm_exec_said(x, 1, SIZE_MAX);
+    rf_pm_exec_said(x, 0, SIZE_MAX);
+    if (x->out_fd >= 0)
+        close(x->out_fd);
+    if (x->err_fd >= 0)
+        close(x->err_fd);
+    x->out_fd = x->err_fd = -1;
+    rf_log_stream_close(x->said);
+    free(x->said);
+    x->said = NULL;
 }
 
 static rf_pm_exec_t *rf_pm_exec_add(rf_pm_t *pm)
@@ -230,6 +326,19 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
         /* Jitter, so executors started together do not all restart together. */
         max_requests -= (uint64_t)rand() % (max_requests / 8 + 1);
     }
+    /* catch_workers_output: a pipe per stream, as php-fpm's fpm_stdio_prepare_pipes. */
+    int said[2][2] = {{-1, -1}, {-1, -1}};
+    if (p->catch_workers_output &&
+        (pipe2(said[0], O_CLOEXEC) < 0 || pipe2(said[1], O_CLOEXEC) < 0)) {
+        rc = -errno;
+        rf_log(RF_LOG_ERROR, "[pool %s] failed to prepare the %s pipe: %s (%d)", p->name,
+               said[0][0] < 0 ? "stdout" : "stderr", strerror(errno), errno);
+        rf_pm_close_said(said);
+        close(sv[0]);
+        close(sv[1]);
+        rf_chan_destroy(ch);
+        return rc;
+    }
     uint32_t id = ++pm->next_id;
     /* Taken before fork, so the executor finds it ready; freed when reaped. */
     int slot = rf_board_slot_alloc(pm->board, pool, (int64_t)time(NULL));
@@ -240,6 +349,7 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
         rc = -errno;
         rf_log(RF_LOG_ERROR, "[pool %s] fork() failed: %s (%d)", p->name, strerror(errno), errno);
         rf_board_slot_free(pm->board, pool, slot);
+        rf_pm_close_said(said);
         close(sv[0]);
         close(sv[1]);
         rf_chan_destroy(ch);
@@ -247,6 +357,19 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
     }
     if (pid == 0) {
         close(sv[0]);
+        for (size_t i = 0; i < pm->nxs; i++) {
+            /* the other executors' pipes are the master's to read */
+            if (pm->xs[i].out_fd >= 0)
+                close(pm->xs[i].out_fd);
+            if (pm->xs[i].err_fd >= 0)
+                close(pm->xs[i].err_fd);
+        }
+        if (said[0][1] >= 0) {
+            /* fpm_stdio_child_use_pipes; dup2 leaves 1 and 2 open on exec */
+            dup2(said[0][1], 1);
+            dup2(said[1][1], 2);
+            rf_pm_close_said(said);
+        }
         rf_pm_exec_child(pm, pool, (unsigned)(id - 1), ch, sv[1], max_requests, slot);
     }
     /* Before the responder hears of it: the executor writes its slot only
@@ -268,10 +391,26 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
     close(sv[0]);
     rf_chan_destroy(ch);
     rf_pm_exec_t *x = rf_pm_exec_add(pm);
-    if (x == NULL) {
+    rf_log_stream_t *ls = said[0][0] >= 0 ? malloc(sizeof(*ls)) : NULL;
+    if (x == NULL || (said[0][0] >= 0 && ls == NULL)) {
         kill(pid, SIGKILL);
         rf_board_slot_free(pm->board, pool, slot);
+        rf_pm_close_said(said);
+        free(ls);
+        if (x != NULL)
+            pm->nxs--;
         return -ENOMEM;
+    }
+    x->out_fd = said[0][0];
+    x->err_fd = said[1][0];
+    x->said = ls;
+    if (ls != NULL) {
+        close(said[0][1]);
+        close(said[1][1]);
+        /* never block the master on an executor's pipe */
+        fcntl(x->out_fd, F_SETFL, O_NONBLOCK);
+        fcntl(x->err_fd, F_SETFL, O_NONBLOCK);
+        rf_log_stream_init(ls, p->name, pid, p->decorate_workers_output);
     }
     x->id = id;
     x->pid = pid;
@@ -394,6 +533,7 @@ static int rf_pm_reap(rf_pm_t *pm)
         if (x == NULL)
             continue;
         const rf_conf_pool_t *p = &pm->conf->pools[x->pool];
+        rf_pm_exec_said_close(x); /* what it said comes before its exit */
         uint64_t now = rf_mono_ns();
         double age = (double)(now - x->started_ns) / 1e9;
         int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -675,7 +815,9 @@ int rf_pm_main(const rf_pm_args_t *a)
         close(a->notify_fd);
     }
 
-    struct pollfd *pfds = calloc((size_t)pm->nthreads + 1, sizeof(*pfds));
+    size_t pcap = (size_t)pm->nthreads + 1;
+    struct pollfd *pfds = calloc(pcap, sizeof(*pfds));
+    int *said_of = NULL; /* per pfds entry past the ctl ones: executor index * 2 + is_stdout */
     if (pfds == NULL)
         return 70;
     int exit_code = 0;
@@ -690,12 +832,38 @@ int rf_pm_main(const rf_pm_args_t *a)
             pfds[n].fd = pm->ctl[i];
             pfds[n++].events = POLLIN;
         }
+        /* catch_workers_output pipes */
+        size_t want = (size_t)n + 2 * pm->nxs;
+        if (want > pcap) {
+            struct pollfd *np = realloc(pfds, want * sizeof(*pfds));
+            if (np != NULL)
+                pfds = np;
+            int *ns = realloc(said_of, want * sizeof(*said_of));
+            if (ns != NULL)
+                said_of = ns;
+            if (np != NULL && ns != NULL)
+                pcap = want;
+        }
+        int nctl = n;
+        for (size_t i = 0; i < pm->nxs && (size_t)n + 2 <= pcap; i++)
+            for (int out = 0; out < 2; out++) {
+                int fd = out ? pm->xs[i].out_fd : pm->xs[i].err_fd;
+                if (fd < 0)
+                    continue;
+                said_of[n - nctl] = (int)i * 2 + out;
+                pfds[n].fd = fd;
+                pfds[n++].events = POLLIN;
+            }
         int due = 0;
         for (int i = 0; i < conf->npools; i++)
             due |= pm->pools[i].respawn_due != 0;
         int rc = poll(pfds, (nfds_t)n, due ? 10 : 1000);
         if (rc < 0 && errno != EINTR)
             break;
+        /* before rf_pm_ctl and rf_pm_reap change pm->xs */
+        for (int i = nctl; i < n; i++)
+            if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR))
+                rf_pm_exec_said(&pm->xs[said_of[i - nctl] / 2], said_of[i - nctl] % 2, 64u << 10);
         for (int i = 0; i < pm->nthreads; i++)
             if (pfds[1 + i].revents & POLLIN)
                 rf_pm_ctl(pm, i);
@@ -730,6 +898,7 @@ int rf_pm_main(const rf_pm_args_t *a)
     rf_sd_notify("STOPPING=1");
     rf_pm_shutdown(pm, grace);
     free(pfds);
+    free(said_of);
     for (int i = 0; i < pm->nthreads; i++)
         if (pm->ctl[i] >= 0)
             close(pm->ctl[i]);

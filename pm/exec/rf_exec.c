@@ -4,9 +4,12 @@
  */
 #include "rf_exec.h"
 
+#include "rf_access.h"
 #include "rf_fcgi.h"
+#include "rf_log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -50,6 +54,7 @@ void rf_exec_opts_init(rf_exec_opts_t *o)
     o->body_sock = -1;
     o->slowlog_fd = -1;
     o->board_slot = -1;
+    o->access_fd = -1;
 }
 
 /* ---- slowlog watcher ------------------------------------------------------
@@ -132,31 +137,234 @@ static slow_watch_t slow_w;
 typedef struct exec_board {
     rf_board_t *b;
     int pool;
-    rf_board_proc_t *me; /* NULL: no slot, nothing to write */
-    uint64_t t0_us;      /* the request began, CLOCK_MONOTONIC */
-    struct rusage ru0;   /* this process's cpu time then */
-    int measured;        /* the request's duration, cpu and memory are taken */
+    rf_board_proc_t *me;                   /* NULL: no slot, nothing to write */
+    int measure;                           /* take the numbers below: a slot or an access log */
+    uint64_t t0_us;                        /* the request began, CLOCK_MONOTONIC */
+    struct timespec t0_wall;               /* and CLOCK_REALTIME (%t, the queue wait) */
+    struct rusage ru0;                     /* this process's cpu time then */
+    int measured;                          /* the request's duration, cpu and memory are taken */
+    uint64_t dur_us, user_us, sys_us, mem; /* ... these */
 } exec_board_t;
 
 static exec_board_t exec_bd;
 
 #define BOARD_SET(field, s) rf_board_strset((field), sizeof(field), (s), (s) ? strlen(s) : 0)
 
-static uint64_t ru_cpu_us(const struct rusage *ru)
+/* ---- access log --------------------------------------------------------------
+ * php-fpm's worker formats and writes its access-log line between
+ * fpm_request_end and php_request_shutdown; here the line is formatted at
+ * the same moment (script_done: the status, headers and params are PHP's
+ * as they are then) and written after END. The request's strings are
+ * copied at "started" (PHP may free them before script_done) into one
+ * buffer kept across requests. */
+
+enum { ACS_METHOD, ACS_URI, ACS_QUERY, ACS_SCRIPT, ACS_USER, ACS_N };
+
+typedef struct exec_acc {
+    rf_access_fmt_t *fmt; /* NULL: no access log */
+    int fd;
+    const char *path; /* reopened when rotated; NULL = never */
+    dev_t dev;
+    ino_t ino;
+    int64_t checked_sec; /* path last compared with fd */
+    const rf_exec_opts_t *o;
+    rf_exec_stats_t *st;
+    uint64_t queued_ns; /* REQUEST arg2: entered the queue, CLOCK_REALTIME */
+    rf_access_buf_t strs;
+    size_t off[ACS_N];    /* into strs; SIZE_MAX = NULL */
+    int info;             /* started was called for this request */
+    uint64_t clen;        /* its content length (SG(request_info)) */
+    int64_t now_sec;      /* the line's %T */
+    long pid, ppid;       /* taken once: no syscall per line */
+    rf_access_buf_t line; /* formatted, written after END */
+    int pending;
+} exec_acc_t;
+
+static exec_acc_t exec_ac = {.fd = -1};
+
+static const char *acc_param(void *ctx, const char *name)
 {
-    return (uint64_t)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1000000u +
-           (uint64_t)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec);
+    return rf_php_request_param(name);
+}
+
+static const char *acc_header(void *ctx, const char *name)
+{
+    return rf_php_response_header(name);
+}
+
+static void acc_started(const rf_php_req_info_t *info)
+{
+    const char *v[ACS_N] = {info->method, info->uri, info->query, info->script, info->user};
+    exec_ac.strs.len = 0;
+    exec_ac.info = 1;
+    exec_ac.clen = info->content_length > 0 ? (uint64_t)info->content_length : 0;
+    for (int i = 0; i < ACS_N; i++) {
+        exec_ac.off[i] = SIZE_MAX;
+        if (v[i] == NULL)
+            continue;
+        size_t at = exec_ac.strs.len;
+        rf_access_buf_t *b = &exec_ac.strs;
+        size_t n = strlen(v[i]) + 1;
+        if (b->cap - b->len < n) {
+            size_t nc = (b->len + n) * 2;
+            char *np = realloc(b->p, nc);
+            if (np == NULL)
+                continue; /* logged as empty */
+            b->p = np;
+            b->cap = nc;
+        }
+        memcpy(b->p + at, v[i], n);
+        b->len += n;
+        exec_ac.off[i] = at;
+    }
+}
+
+static const char *acc_str(int i)
+{
+    return exec_ac.info && exec_ac.off[i] != SIZE_MAX ? exec_ac.strs.p + exec_ac.off[i] : NULL;
+}
+
+/* script_done: the line, unless access.suppress_path says no. */
+static void acc_format(void)
+{
+    const rf_exec_opts_t *o = exec_ac.o;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t queue_us = -1;
+    uint64_t t0_ns =
+        (uint64_t)exec_bd.t0_wall.tv_sec * 1000000000u + (uint64_t)exec_bd.t0_wall.tv_nsec;
+    if (exec_ac.queued_ns)
+        queue_us = t0_ns > exec_ac.queued_ns ? (int64_t)((t0_ns - exec_ac.queued_ns) / 1000) : 0;
+    rf_access_req_t r = {
+        .method = acc_str(ACS_METHOD),
+        .uri = acc_str(ACS_URI),
+        .query = acc_str(ACS_QUERY),
+        .script = acc_str(ACS_SCRIPT),
+        .user = acc_str(ACS_USER),
+        .remote = o->access_remote_param ? rf_php_request_param("REMOTE_ADDR") : NULL,
+        .pool = o->pool_name,
+        .content_length = exec_ac.clen,
+        .status = rf_php_response_status(),
+        .duration_us = exec_bd.dur_us,
+        .cpu_user_us = exec_bd.user_us,
+        .cpu_sys_us = exec_bd.sys_us,
+        .memory = exec_bd.mem,
+        .start_sec = exec_bd.t0_wall.tv_sec,
+        .now_sec = now.tv_sec,
+        .queue_us = queue_us,
+        .pid = exec_ac.pid,
+        .ppid = exec_ac.ppid,
+        .param = acc_param,
+        .header = acc_header,
+    };
+    if (rf_access_suppressed(&r, o->access_suppress, o->access_nsuppress)) {
+        exec_ac.st->access_suppressed++;
+        return;
+    }
+    exec_ac.line.len = 0;
+    exec_ac.pending = rf_access_format(exec_ac.fmt, &r, &exec_ac.line) > 0;
+    exec_ac.now_sec = now.tv_sec;
+}
+
+/* Reopen the path when it no longer names the open file (rotated): one
+ * stat a second at most, on the clock read for the line. */
+static void acc_check_rotated(void)
+{
+    if (exec_ac.path && exec_ac.now_sec != exec_ac.checked_sec) {
+        struct stat st;
+        exec_ac.checked_sec = exec_ac.now_sec;
+        if (stat(exec_ac.path, &st) < 0 || st.st_dev != exec_ac.dev || st.st_ino != exec_ac.ino) {
+            int fd = open(exec_ac.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+            if (fd >= 0 && fstat(fd, &st) == 0) {
+                /* same fd number: nothing else to update */
+                if (dup2(fd, exec_ac.fd) >= 0)
+                    fcntl(exec_ac.fd, F_SETFD, FD_CLOEXEC);
+                exec_ac.dev = st.st_dev;
+                exec_ac.ino = st.st_ino;
+            }
+            if (fd >= 0)
+                close(fd);
+        }
+    }
+}
+
+/* After END: the line, whole, in one write (O_APPEND keeps lines of
+ * executors sharing the file apart). */
+static void acc_write(void)
+{
+    if (!exec_ac.pending)
+        return;
+    exec_ac.pending = 0;
+    acc_check_rotated();
+    ssize_t w;
+    do {
+        w = write(exec_ac.fd, exec_ac.line.p, exec_ac.line.len);
+    } while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)exec_ac.line.len)
+        exec_ac.st->access++;
+}
+
+static int acc_open(const rf_exec_opts_t *o, rf_exec_stats_t *st)
+{
+    char err[256];
+    if (o->access_fd < 0)
+        return 0;
+    int rc = rf_access_compile(o->access_format, &exec_ac.fmt, err, sizeof(err));
+    if (rc < 0) {
+        close(o->access_fd);
+        rf_log(RF_LOG_WARNING, "[pool %s] access.format: %s: access log off",
+               o->pool_name ? o->pool_name : "-", rc == -EINVAL ? err : strerror(-rc));
+        return rc;
+    }
+    struct stat sb;
+    exec_ac.fd = o->access_fd;
+    exec_ac.path = o->access_path;
+    if (fstat(exec_ac.fd, &sb) == 0) {
+        exec_ac.dev = sb.st_dev;
+        exec_ac.ino = sb.st_ino;
+    }
+    exec_ac.checked_sec = (int64_t)time(NULL);
+    exec_ac.pid = (long)getpid();
+    exec_ac.ppid = (long)getppid();
+    exec_ac.o = o;
+    exec_ac.st = st;
+    return 0;
+}
+
+static void acc_close(void)
+{
+    if (exec_ac.fd >= 0)
+        close(exec_ac.fd);
+    rf_access_free(exec_ac.fmt);
+    free(exec_ac.strs.p);
+    free(exec_ac.line.p);
+    memset(&exec_ac, 0, sizeof(exec_ac));
+    exec_ac.fd = -1;
+}
+
+static uint64_t tv_us(const struct timeval *tv)
+{
+    return (uint64_t)tv->tv_sec * 1000000u + (uint64_t)tv->tv_usec;
+}
+
+static uint64_t tv_diff_us(const struct timeval *a, const struct timeval *b)
+{
+    uint64_t x = tv_us(a), y = tv_us(b);
+    return x > y ? x - y : 0;
 }
 
 /* php-fpm's "Reading headers": a new request, nothing known about it yet. */
 static void board_begin(void)
 {
     rf_board_proc_t *p = exec_bd.me;
-    if (p == NULL)
+    exec_bd.measured = 0;
+    if (!exec_bd.measure)
         return;
     exec_bd.t0_us = mono_ns() / 1000;
-    exec_bd.measured = 0;
+    clock_gettime(CLOCK_REALTIME, &exec_bd.t0_wall);
     getrusage(RUSAGE_SELF, &exec_bd.ru0);
+    if (p == NULL)
+        return;
     rf_board_seq_write_begin(&p->seq);
     p->state = RF_BOARD_READING;
     p->requests++;
@@ -170,6 +378,8 @@ static void board_begin(void)
 static void io_started(void *ctx, const rf_php_req_info_t *info)
 {
     rf_board_proc_t *p = exec_bd.me;
+    if (exec_ac.fmt)
+        acc_started(info);
     if (p == NULL)
         return;
     rf_board_seq_write_begin(&p->seq);
@@ -189,25 +399,25 @@ static void io_started(void *ctx, const rf_php_req_info_t *info)
 static void board_set_state(uint32_t state)
 {
     rf_board_proc_t *p = exec_bd.me;
-    if (p == NULL)
-        return;
-    int measure = !exec_bd.measured;
-    uint64_t dur = 0, cpu = 0, mem = 0;
+    int measure = exec_bd.measure && !exec_bd.measured;
     if (measure) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        uint64_t now = mono_ns() / 1000, c0 = ru_cpu_us(&exec_bd.ru0), c1 = ru_cpu_us(&ru);
-        dur = now > exec_bd.t0_us ? now - exec_bd.t0_us : 0;
-        cpu = c1 > c0 ? c1 - c0 : 0;
-        mem = state == RF_BOARD_FINISHING ? rf_php_memory_peak() : 0;
+        uint64_t now = mono_ns() / 1000;
+        exec_bd.dur_us = now > exec_bd.t0_us ? now - exec_bd.t0_us : 0;
+        exec_bd.user_us = tv_diff_us(&ru.ru_utime, &exec_bd.ru0.ru_utime);
+        exec_bd.sys_us = tv_diff_us(&ru.ru_stime, &exec_bd.ru0.ru_stime);
+        exec_bd.mem = state == RF_BOARD_FINISHING ? rf_php_memory_peak() : 0;
         exec_bd.measured = 1;
     }
+    if (p == NULL)
+        return;
     rf_board_seq_write_begin(&p->seq);
     p->state = state;
     if (measure) {
-        p->req_duration_us = dur;
-        p->req_cpu_us = cpu;
-        p->req_memory = mem;
+        p->req_duration_us = exec_bd.dur_us;
+        p->req_cpu_us = exec_bd.user_us + exec_bd.sys_us;
+        p->req_memory = exec_bd.mem;
     }
     rf_board_seq_write_end(&p->seq);
 }
@@ -216,6 +426,8 @@ static void board_set_state(uint32_t state)
 static void io_script_done(void *ctx)
 {
     board_set_state(RF_BOARD_FINISHING);
+    if (exec_ac.fmt)
+        acc_format();
 }
 
 /* fpm_get_status(): php-fpm's fpm_status_export_to_zval, keys, order and
@@ -586,6 +798,9 @@ static int run_request(rf_chan_t *ch, const rf_exec_opts_t *o, const rf_chan_msg
     r.body = m->data + m->arg0;
     r.body_len = body_fd_req ? 0 : m->arg1;
 
+    exec_ac.info = 0;
+    exec_ac.pending = 0;
+    exec_ac.queued_ns = m->arg2;
     board_begin();
     int status = 0, fail = 0;
     if (body_fd_req) {
@@ -632,6 +847,7 @@ static int run_request(rf_chan_t *ch, const rf_exec_opts_t *o, const rf_chan_msg
             (void)send_end(&r, (uint32_t)status);
     }
     board_set_state(RF_BOARD_IDLE);
+    acc_write();
     st->requests++;
     if (r.err)
         return r.err;
@@ -663,6 +879,8 @@ int rf_exec_main_stats(rf_chan_t *ch, const rf_exec_opts_t *o, rf_exec_stats_t *
         exec_bd.me = rf_board_slot(o->board, o->board_pool, o->board_slot);
         rf_php_set_status_source(exec_status, &exec_bd);
     }
+    (void)acc_open(o, stats);
+    exec_bd.measure = exec_bd.me != NULL || exec_ac.fmt != NULL;
     if (o->slowlog_ms && o->slowlog_fd >= 0 && !slow_w.running) {
         slow_w.o = o;
         slow_w.st = stats;
@@ -712,10 +930,10 @@ int rf_exec_main_stats(rf_chan_t *ch, const rf_exec_opts_t *o, rf_exec_stats_t *
         pthread_join(slow_w.tid, NULL);
         slow_w.running = 0;
     }
-    if (o->board) {
+    if (o->board)
         rf_php_set_status_source(NULL, NULL);
-        memset(&exec_bd, 0, sizeof(exec_bd));
-    }
+    memset(&exec_bd, 0, sizeof(exec_bd));
+    acc_close();
     free(pv.v);
     free(obuf);
     return ret;

@@ -32,6 +32,8 @@
  *     aborted from then on (writes fail, as on a dead connection). An ABORT
  *     queued behind the next REQUEST is not seen until that request is
  *     taken (it is then stale and skipped);
+ *   - with an access log (opts->access_fd), formats php-fpm's line when
+ *     the script returns (pm/exec/rf_access.h) and writes it after END;
  *   - releases the request record (rf_chan_exec_release) before writing
  *     END, as rf_chan.h requires, and ends with END(app status = the
  *     script's exit status, protocol status 0 = FCGI_REQUEST_COMPLETE).
@@ -86,20 +88,43 @@ typedef struct rf_exec_opts {
     rf_board_t *board;
     int board_pool;
     int board_slot;
+    /* access.log (pm/exec/rf_access.h): one line per request, formatted
+     * when the script returns (php-fpm's moment: status, headers and params
+     * as they are then) and written with one write(2) after END, so it
+     * never delays the response. access_fd: opened O_APPEND by the master
+     * side (before privileges are dropped), owned by the executor from
+     * then on; -1 = no access log (set explicitly: 0 is an fd).
+     * access_path: when set, checked at most once a second (on the clock
+     * already read for the line, so no syscall per request) and reopened
+     * when it no longer names the open file (rotated); the reopen needs
+     * the pool's user to be allowed to create / open it. access_format:
+     * NULL = php-fpm's default; an invalid one logs php-fpm's warning and
+     * turns the log off. access_suppress: access.suppress_path[] entries.
+     * access_remote_param: %R is the REMOTE_ADDR param (php-fpm prints its
+     * FastCGI peer's IP, which an executor does not see; use 0 for a unix
+     * socket pool, where php-fpm prints "-"). */
+    int access_fd;
+    const char *access_path;
+    const char *access_format;
+    const char *const *access_suppress;
+    size_t access_nsuppress;
+    int access_remote_param;
 } rf_exec_opts_t;
 
-/* Fills o with the defaults (body_sock = slowlog_fd = board_slot = -1, the
- * rest zero). */
+/* Fills o with the defaults (body_sock = slowlog_fd = board_slot =
+ * access_fd = -1, the rest zero). */
 void rf_exec_opts_init(rf_exec_opts_t *o);
 
 /* Counters of this executor, for tests and display. */
 typedef struct rf_exec_stats {
-    uint64_t requests;    /* requests run (ENDs sent) */
-    uint64_t aborted;     /* ABORTs that hit a running request */
-    uint64_t stale;       /* ABORTs for requests no longer running */
-    uint64_t finished;    /* fastcgi_finish_request early ENDs */
-    uint64_t out_records; /* STDOUT/STDERR/FLUSH records written */
-    uint64_t slow;        /* slowlog entries written */
+    uint64_t requests;          /* requests run (ENDs sent) */
+    uint64_t aborted;           /* ABORTs that hit a running request */
+    uint64_t stale;             /* ABORTs for requests no longer running */
+    uint64_t finished;          /* fastcgi_finish_request early ENDs */
+    uint64_t out_records;       /* STDOUT/STDERR/FLUSH records written */
+    uint64_t slow;              /* slowlog entries written */
+    uint64_t access;            /* access log lines written */
+    uint64_t access_suppressed; /* lines left out by access.suppress_path */
 } rf_exec_stats_t;
 
 /*

@@ -1161,6 +1161,35 @@ size_t rf_php_memory_peak(void)
     return zend_memory_peak_usage(1);
 }
 
+int rf_php_response_status(void)
+{
+    return SG(sapi_headers).http_response_code;
+}
+
+const char *rf_php_response_header(const char *name)
+{
+    size_t flen = strlen(name);
+    zend_llist_position pos;
+    for (sapi_header_struct *h = zend_llist_get_first_ex(&SG(sapi_headers).headers, &pos); h;
+         h = zend_llist_get_next_ex(&SG(sapi_headers).headers, &pos)) {
+        /* fpm_log.c: the name anywhere in the line (strstr), then ": " right
+         * after the name's length; an empty value does not count */
+        if (h->header_len <= flen + 2 || !strstr(h->header, name))
+            continue;
+        if (h->header[flen] != ':' || h->header[flen + 1] != ' ')
+            continue;
+        return h->header + flen + 2;
+    }
+    return NULL;
+}
+
+const char *rf_php_request_param(const char *name)
+{
+    if (rf_php_cur.io == NULL)
+        return NULL;
+    return rf_php_env_get(name);
+}
+
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(rf_php_arginfo_finish, 0, 0, _IS_BOOL, 0)
 ZEND_END_ARG_INFO()
 

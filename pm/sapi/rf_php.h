@@ -153,6 +153,19 @@ int rf_php_execute(const rf_php_param_t *params, size_t nparams, const rf_php_io
  * shutdown. */
 size_t rf_php_memory_peak(void);
 
+/* What php-fpm's access log reads from the SAPI (fpm_log.c), for the same
+ * moment (script_done): meaningful only while a request runs.
+ *   rf_php_response_status: SG(sapi_headers).http_response_code (%s);
+ *   rf_php_response_header: %{name}o — the value of the first header set so
+ *     far whose line is "name: value" (case-sensitive, php-fpm's match; the
+ *     default Content-type only counts once headers were sent), or NULL;
+ *   rf_php_request_param: %{name}e — the request's FastCGI param as PHP sees
+ *     it after cgi.fix_pathinfo, or NULL when not set.
+ * The strings are valid until the request ends. */
+int rf_php_response_status(void);
+const char *rf_php_response_header(const char *name);
+const char *rf_php_request_param(const char *name);
+
 /*
  * fpm_get_status(). PHP's array is built by a status source the process
  * manager registers (rf_php_set_status_source); this file knows only the
