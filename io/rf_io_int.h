@@ -200,6 +200,7 @@ typedef struct rf_disp_stats {
     uint64_t maxed;          /* a request queued with pm.max_children running */
     uint64_t slow;           /* requests that ran past request_slowlog_timeout */
     uint64_t conns;          /* connections accepted on the pool's listener */
+    uint64_t answered;       /* ping and status requests the responder answered */
     uint32_t idle, active, total, queue;
     uint32_t max_queue, max_active;
 } rf_disp_stats_t;
