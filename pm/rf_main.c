@@ -440,6 +440,17 @@ int main(int argc, char **argv)
         rf_conf_free(&conf);
         return RF_EX_CONFIG;
     }
+    /* php-fpm refuses a pool without a process manager (for -t too); a
+     * pool the responder answers itself needs none. */
+    for (int i = 0; i < conf.npools; i++)
+        if (conf.pools[i].executor_type == RF_EXEC_PHP && conf.pools[i].pm == RF_PM_NONE) {
+            rf_log(RF_LOG_ALERT,
+                   "[pool %s] the process manager is missing (static, dynamic or ondemand)",
+                   conf.pools[i].name);
+            rf_log(RF_LOG_ERROR, "FPM initialization failed");
+            rf_conf_free(&conf);
+            return RF_EX_CONFIG;
+        }
     rf_log_set_level(conf.log_level);
     if (o.test) {
         if (o.test > 1)

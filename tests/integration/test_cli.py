@@ -41,6 +41,16 @@ class InheritedStderrLogTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 0)
 
 
+class MissingPmTest(unittest.TestCase):
+    def test_php_pool_without_pm_is_refused_as_php_fpm_does(self):
+        server = harness.RingFpm(pools={"www": {"executor.type": "php"}})
+        self.addCleanup(server.cleanup)
+        r = server.config_test()
+        self.assertEqual(r.returncode, 78, r.stdout + r.stderr)
+        self.assertIn("[pool www] the process manager is missing (static, dynamic or ondemand)",
+                      r.stdout + r.stderr)
+
+
 class VersionTest(unittest.TestCase):
     def test_v_names_ringfpm_and_php(self):
         r = subprocess.run([harness.binary_path(), "-v"], capture_output=True, text=True,
