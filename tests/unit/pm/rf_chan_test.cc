@@ -488,9 +488,10 @@ TEST(RfChan, TwoProcesses100kStreaming)
      * than the other announced sleep... */
     EXPECT_LE(me.wakes, ex.waits);
     EXPECT_LE(ex.wakes, me.waits);
-    /* ...both sides did sleep... */
-    EXPECT_GT(me.waits, 0u);
-    EXPECT_GT(ex.waits, 0u);
+    /* ...someone did sleep (the responder at least waits for the last END;
+     * an executor that never runs dry legitimately never sleeps: seen in CI,
+     * 43 ms for the whole stream)... */
+    EXPECT_GT(me.waits + ex.waits, 0u);
     /* ...and under a steady stream the rings are far cheaper than one
      * syscall per message. */
     EXPECT_LT(me.wakes + ex.wakes, msgs / 10);
