@@ -112,6 +112,7 @@ typedef struct rf_dpool {
     uint32_t spawn_pending;
     uint64_t next_retire_ns;
     int warned_max; /* "server reached pm.max_children" logged, not yet below */
+    int publish;    /* counters changed since the scoreboard was written */
 } rf_dpool_t;
 
 typedef struct rf_disp {
@@ -204,7 +205,7 @@ static void rf_disp_pool_stat_gauges(rf_thread_t *t, int pool)
         __atomic_store_n(&s->max_queue, dp->nqueue, __ATOMIC_RELAXED);
     if (active > s->max_active)
         __atomic_store_n(&s->max_active, active, __ATOMIC_RELAXED);
-    rf_status_publish(t, pool);
+    dp->publish = 1; /* to the scoreboard once, at the end of the loop turn */
 }
 
 /* The idle list is used as a stack: the executor that finished last takes
@@ -1020,12 +1021,25 @@ int rf_disp_idle(rf_thread_t *t)
     return ready;
 }
 
+static void rf_disp_tick(rf_thread_t *t);
+
+void rf_disp_publish(rf_thread_t *t)
+{
+    rf_disp_t *d = rf_disp_of(t);
+    if (d == NULL)
+        return;
+    for (int p = 0; p < t->io->conf->npools; p++)
+        if (d->pools[p].publish) {
+            d->pools[p].publish = 0;
+            rf_status_publish(t, p);
+        }
+}
+
 void rf_disp_run(rf_thread_t *t)
 {
     rf_disp_t *d = rf_disp_of(t);
     if (d == NULL)
         return;
-    const rf_io_conf_t *conf = t->io->conf;
     if (d->nbusy) {
         for (uint32_t i = 0; i < d->nxs; i++) {
             rf_exec_t *x = d->xs[i];
@@ -1035,8 +1049,17 @@ void rf_disp_run(rf_thread_t *t)
             rf_disp_pump(t, x, 0);
         }
     }
-    if (t->now_ns < d->next_tick_ns)
-        return;
+    if (t->now_ns >= d->next_tick_ns)
+        rf_disp_tick(t);
+    rf_disp_publish(t);
+}
+
+/* Every RF_DISP_TICK_NS: queue deadlines, pm decisions, slow and
+ * terminated requests. */
+static void rf_disp_tick(rf_thread_t *t)
+{
+    rf_disp_t *d = rf_disp_of(t);
+    const rf_io_conf_t *conf = t->io->conf;
     d->next_tick_ns = t->now_ns + RF_DISP_TICK_NS;
     for (int p = 0; p < conf->npools; p++) {
         const rf_io_pool_t *pool = &conf->pools[p];
@@ -1070,7 +1093,7 @@ void rf_disp_run(rf_thread_t *t)
             t->now_ns - x->since_ns >= (uint64_t)pool->slowlog_ms * 1000000u) {
             x->q[0]->slow = 1;
             RF_STAT_INC(&t->dstats[x->pool], slow);
-            rf_status_publish(t, x->pool);
+            d->pools[x->pool].publish = 1;
         }
         if (!pool->terminate_ms ||
             t->now_ns - x->since_ns < (uint64_t)pool->terminate_ms * 1000000u)

@@ -313,6 +313,9 @@ void rf_disp_rewatch(rf_thread_t *t, uint32_t tag, uint32_t gen);
 int rf_disp_idle(rf_thread_t *t);
 /* After the events of a loop turn: read responses, dispatch, timers. */
 void rf_disp_run(rf_thread_t *t);
+/* Write the pools whose counters changed to the scoreboard (once per loop
+ * turn, and before the status page reads it). */
+void rf_disp_publish(rf_thread_t *t);
 /* A complete request for a PHP pool / its client went away. */
 void rf_disp_start(rf_req_t *r);
 void rf_disp_abort(rf_req_t *r);

@@ -806,6 +806,7 @@ static void rf_status_count(rf_thread_t *t, int pool)
         return;
     RF_STAT_INC(&t->dstats[pool], answered);
     rf_status_publish(t, pool);
+    rf_disp_publish(t); /* this thread's other changes of this turn, too */
 }
 
 int rf_status_handle(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)

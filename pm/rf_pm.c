@@ -886,6 +886,8 @@ int rf_pm_main(const rf_pm_args_t *a)
                        sig == SIGHUP ? "HUP" : "USR2");
             }
         }
+        if (stop)
+            pm->stopping = 1; /* executors hit by the same ^C exit as expected */
         if (rf_pm_reap(pm) && !pm->stopping) {
             rf_log(RF_LOG_ALERT, "the responder died: stopping");
             exit_code = 70;
