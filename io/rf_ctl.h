@@ -13,6 +13,11 @@
  *                      dispatch: stop it
  *                      KILL: executor `id` ran past request_terminate_timeout
  *                      (the responder already answered its request)
+ *   master -> thread   COMING: `arg` executors of `pool` are being started
+ *                      for this thread on the master's own account
+ *                      (pm.start_servers, static respawns): counted as on
+ *                      their way until their EXEC_UP, or a SPAWN reply
+ *                      (refused count) when a start fails
  *
  * The master never trusts anything but the type/pool/id ranges it checks;
  * the responder trusts the master (its parent).
@@ -32,6 +37,7 @@ enum rf_ctl_type {
     RF_CTL_SPAWN = 2,
     RF_CTL_RETIRE = 3,
     RF_CTL_KILL = 4,
+    RF_CTL_COMING = 5,
 };
 
 #define RF_CTL_MAX_FDS 4

@@ -122,7 +122,6 @@ typedef struct rf_disp {
     uint32_t nbusy;
     rf_dpool_t *pools;
     uint64_t next_tick_ns;
-    uint64_t pm_after_ns; /* spare-executor decisions start here */
     int ctl_dead;
 } rf_disp_t;
 
@@ -711,6 +710,8 @@ static void rf_disp_ctl_read(rf_thread_t *t)
         }
         if (m.type == RF_CTL_EXEC_UP) {
             rf_disp_exec_up(t, &m, fds, nfds);
+        } else if (m.type == RF_CTL_COMING && m.pool < (uint32_t)t->io->conf->npools) {
+            d->pools[m.pool].spawn_pending += m.arg;
         } else if (m.type == RF_CTL_SPAWN && m.pool < (uint32_t)t->io->conf->npools) {
             /* The master refused m.arg of the executors we asked for. */
             rf_dpool_t *dp = &d->pools[m.pool];
@@ -742,9 +743,7 @@ static void rf_disp_pm_spawn(rf_thread_t *t, int pool)
     uint32_t coming = dp->nidle + dp->spawn_pending;
     if (dp->nqueue > coming)
         want = dp->nqueue - coming;
-    /* The master starts pm.start_servers on its own right after the
-     * responder: no spare top-up until they had time to arrive. */
-    if (p->pm == 2 && t->now_ns >= rf_disp_of(t)->pm_after_ns) {
+    if (p->pm == 2) {
         uint32_t min_spare = rf_disp_share(t, p->min_spare);
         if (coming < min_spare && min_spare - coming > want)
             want = min_spare - coming;
@@ -928,8 +927,10 @@ int rf_disp_thread_init(rf_thread_t *t)
         rf_link_init(&d->pools[i].queue);
     }
     d->ctl = conf->ctl_fds[t->idx];
-    d->pm_after_ns = t->now_ns + 2000000000ull;
     t->disp = d;
+    /* The master announced its first executors (RF_CTL_COMING) before this
+     * process started: count them before any spare-executor decision. */
+    rf_disp_ctl_read(t);
     return t->be->watch(t, d->ctl, RF_W_CTL, 0);
 }
 

@@ -432,6 +432,45 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
     return 0;
 }
 
+/* Tell `thread` that n executors it counts as on their way will not come
+ * (no EXEC_UP): the reply to its SPAWN, or to our own COMING. */
+static void rf_pm_refuse(rf_pm_t *pm, int pool, int thread, uint32_t n)
+{
+    rf_ctl_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.type = RF_CTL_SPAWN;
+    m.pool = (uint32_t)pool;
+    m.arg = n;
+    rf_ctl_send(pm->ctl[thread], &m, NULL, 0);
+}
+
+/*
+ * An executor the master starts on its own account (a static pool's
+ * replacement): the thread counts it as on its way (RF_CTL_COMING) before
+ * it exists, so its spare-executor decisions never double it.
+ */
+static void rf_pm_spawn_own(rf_pm_t *pm, int pool, int thread)
+{
+    rf_ctl_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.type = RF_CTL_COMING;
+    m.pool = (uint32_t)pool;
+    m.arg = 1;
+    rf_ctl_send(pm->ctl[thread], &m, NULL, 0);
+    if (rf_pm_spawn(pm, pool, thread) < 0)
+        rf_pm_refuse(pm, pool, thread, 1);
+}
+
+/* Executors a pool starts with: static max_children, dynamic start_servers. */
+static long rf_pm_initial(const rf_conf_pool_t *p)
+{
+    if (p->executor_type != RF_EXEC_PHP)
+        return 0;
+    return p->pm == RF_PM_STATIC    ? p->pm_max_children
+           : p->pm == RF_PM_DYNAMIC ? p->pm_start_servers
+                                    : 0;
+}
+
 static rf_pm_exec_t *rf_pm_find(rf_pm_t *pm, uint32_t id, int pid)
 {
     for (size_t i = 0; i < pm->nxs; i++)
@@ -484,12 +523,7 @@ static void rf_pm_ctl(rf_pm_t *pm, int thread)
             if (done < m.arg) {
                 if (live + done >= max)
                     rf_pm_maxed(pm, (int)m.pool);
-                rf_ctl_msg_t r;
-                memset(&r, 0, sizeof(r));
-                r.type = RF_CTL_SPAWN;
-                r.pool = m.pool;
-                r.arg = m.arg - done;
-                rf_ctl_send(pm->ctl[thread], &r, NULL, 0);
+                rf_pm_refuse(pm, (int)m.pool, thread, m.arg - done);
             }
         } else if (m.type == RF_CTL_RETIRE || m.type == RF_CTL_KILL) {
             rf_pm_exec_t *x = rf_pm_find(pm, m.id, 0);
@@ -575,7 +609,7 @@ static void rf_pm_respawn_due(rf_pm_t *pm)
             pp->respawn_due--;
             if (pp->live >= (uint32_t)pm->conf->pools[i].pm_max_children)
                 continue;
-            rf_pm_spawn(pm, i, rf_pm_pick_thread(pm, i));
+            rf_pm_spawn_own(pm, i, rf_pm_pick_thread(pm, i));
         }
     }
 }
@@ -779,6 +813,20 @@ int rf_pm_main(const rf_pm_args_t *a)
         return 70;
     }
 
+    /* The first executors are announced before the responder runs, so a
+     * thread's first spare-executor decision already counts them: thread
+     * k % nthreads gets a pool's k-th executor. */
+    for (int i = 0; i < conf->npools; i++)
+        for (int k = 0; k < pm->nthreads && k < rf_pm_initial(&conf->pools[i]); k++) {
+            long n = rf_pm_initial(&conf->pools[i]);
+            rf_ctl_msg_t m;
+            memset(&m, 0, sizeof(m));
+            m.type = RF_CTL_COMING;
+            m.pool = (uint32_t)i;
+            m.arg = (uint32_t)(n / pm->nthreads + (k < n % pm->nthreads));
+            rf_ctl_send(pm->ctl[k], &m, NULL, 0);
+        }
+
     if (rf_pm_start_responder(pm) < 0) {
         /* php-fpm exits 78 when its listen sockets cannot be set up. */
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
@@ -794,16 +842,10 @@ int rf_pm_main(const rf_pm_args_t *a)
             return 70;
         }
     }
-    for (int i = 0; i < conf->npools; i++) {
-        const rf_conf_pool_t *p = &conf->pools[i];
-        if (!rf_pool_is_php(p))
-            continue;
-        long n = p->pm == RF_PM_STATIC    ? p->pm_max_children
-                 : p->pm == RF_PM_DYNAMIC ? p->pm_start_servers
-                                          : 0;
-        for (long k = 0; k < n; k++)
-            rf_pm_spawn(pm, i, rf_pm_pick_thread(pm, i));
-    }
+    for (int i = 0; i < conf->npools; i++)
+        for (long k = 0; k < rf_pm_initial(&conf->pools[i]); k++)
+            if (rf_pm_spawn(pm, i, (int)(k % pm->nthreads)) < 0)
+                rf_pm_refuse(pm, i, (int)(k % pm->nthreads), 1);
 
     rf_log(RF_LOG_NOTICE, "fpm is running, pid %d", (int)getpid());
     rf_log(RF_LOG_NOTICE, "ready to handle connections");
