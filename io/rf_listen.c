@@ -15,12 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "rf_ids.h"
 #include "rf_io_int.h"
 #include "rf_log.h"
 #include "rf_mem.h"
@@ -138,41 +137,16 @@ fail:;
     return err;
 }
 
-/* listen.owner / listen.group as php-fpm resolves them: a name or a
- * number; the group defaults to the owner's primary group. */
+/* listen.owner / listen.group as php-fpm resolves them. */
 static int rf_listen_ids(const rf_io_pool_t *pool, uid_t *uid, gid_t *gid)
 {
-    *uid = (uid_t)-1;
-    *gid = (gid_t)-1;
-    char *end;
-    if (pool->listen_owner && *pool->listen_owner) {
-        struct passwd *pw = getpwnam(pool->listen_owner);
-        long n = strtol(pool->listen_owner, &end, 10);
-        if (pw) {
-            *uid = pw->pw_uid;
-            *gid = pw->pw_gid;
-        } else if (*end == '\0' && n >= 0) {
-            *uid = (uid_t)n;
-        } else {
-            rf_log(RF_LOG_ERROR, "[pool %s] cannot get uid for user '%s'", pool->name,
-                   pool->listen_owner);
-            return -EINVAL;
-        }
-    }
-    if (pool->listen_group && *pool->listen_group) {
-        struct group *gr = getgrnam(pool->listen_group);
-        long n = strtol(pool->listen_group, &end, 10);
-        if (gr) {
-            *gid = gr->gr_gid;
-        } else if (*end == '\0' && n >= 0) {
-            *gid = (gid_t)n;
-        } else {
-            rf_log(RF_LOG_ERROR, "[pool %s] cannot get gid for group '%s'", pool->name,
-                   pool->listen_group);
-            return -EINVAL;
-        }
-    }
-    return 0;
+    const char *failed = NULL;
+    if (rf_ids_lookup(pool->listen_owner, pool->listen_group, uid, gid, &failed) == 0)
+        return 0;
+    int user = failed[0] == 'u';
+    rf_log(RF_LOG_ERROR, "[pool %s] cannot get %s for %s '%s'", pool->name, user ? "uid" : "gid",
+           failed, user ? pool->listen_owner : pool->listen_group);
+    return -EINVAL;
 }
 
 /* listen.allowed_clients: "127.0.0.1,::1" into v6 (v4-mapped) addresses. */

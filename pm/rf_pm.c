@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 #include "rf_ctl.h"
 #include "rf_exec.h"
 #include "rf_exec_setup.h"
+#include "rf_ids.h"
 #include "rf_log.h"
 #include "rf_pm.h"
 #include "rf_proctitle.h"
@@ -632,24 +632,17 @@ static int rf_pm_responder_drop(const rf_conf_t *conf)
             p = &conf->pools[i];
     if (p == NULL)
         return 0; /* every pool runs as root (php-fpm -R): so does the responder */
-    struct passwd *pw = getpwnam(p->user);
-    char *end;
-    long uid = strtol(p->user, &end, 10);
-    if (pw == NULL && (*end || uid <= 0)) {
-        rf_log(RF_LOG_ERROR, "responder: cannot get uid for user '%s'", p->user);
+    uid_t u;
+    gid_t g;
+    const char *failed = NULL;
+    if (rf_ids_lookup(p->user, p->group, &u, &g, &failed) < 0) {
+        int user = failed[0] == 'u';
+        rf_log(RF_LOG_ERROR, "responder: cannot get %s for %s '%s'", user ? "uid" : "gid", failed,
+               user ? p->user : p->group);
         return -1;
     }
-    uid_t u = pw ? pw->pw_uid : (uid_t)uid;
-    gid_t g = pw ? pw->pw_gid : (gid_t)uid;
-    if (p->group && *p->group) {
-        struct group *gr = getgrnam(p->group);
-        long gid = strtol(p->group, &end, 10);
-        if (gr == NULL && (*end || gid < 0)) {
-            rf_log(RF_LOG_ERROR, "responder: cannot get gid for group '%s'", p->group);
-            return -1;
-        }
-        g = gr ? gr->gr_gid : (gid_t)gid;
-    }
+    if (g == (gid_t)-1)
+        g = (gid_t)u; /* a numeric user without a passwd entry */
     if (u == 0)
         return 0;
     if (setgroups(0, NULL) < 0 || setgid(g) < 0 || setuid(u) < 0) {
