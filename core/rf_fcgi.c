@@ -264,7 +264,7 @@ size_t rf_fcgi_nv_size(uint32_t name_len, uint32_t value_len)
            (value_len < RF_FCGI_NV_SHORT_LIMIT ? 1u : 4u) + (size_t)name_len + value_len;
 }
 
-static uint8_t *rf_fcgi_nv_put_len(uint8_t *o, uint32_t n)
+uint8_t *rf_fcgi_nv_put_len(uint8_t *o, uint32_t n)
 {
     if (n < RF_FCGI_NV_SHORT_LIMIT) {
         *o++ = (uint8_t)n;

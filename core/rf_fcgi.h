@@ -144,6 +144,10 @@ int rf_fcgi_nv_decode(const uint8_t *buf, size_t len, uint32_t max_len, rf_fcgi_
 /* Bytes needed to encode a pair. */
 size_t rf_fcgi_nv_size(uint32_t name_len, uint32_t value_len);
 
+/* One NV length as the wire writes it (1 byte below 128, else 4 with the
+ * top bit set) at o; returns the byte after it. n <= RF_FCGI_NV_MAX_LEN. */
+uint8_t *rf_fcgi_nv_put_len(uint8_t *o, uint32_t n);
+
 /*
  * Encode one pair into out (capacity cap). Returns the bytes written, or
  * -E2BIG if it does not fit (nothing is written then).

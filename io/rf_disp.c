@@ -301,19 +301,6 @@ static int rf_disp_send_fd(int sock, int fd)
     return n == 1 ? 0 : -errno;
 }
 
-static uint8_t *rf_nv_len(uint8_t *p, uint32_t len)
-{
-    if (len < 128) {
-        *p++ = (uint8_t)len;
-    } else {
-        *p++ = (uint8_t)((len >> 24) | 0x80);
-        *p++ = (uint8_t)(len >> 16);
-        *p++ = (uint8_t)(len >> 8);
-        *p++ = (uint8_t)len;
-    }
-    return p;
-}
-
 /*
  * Put request d on executor x's channel. Returns 0, or -errno when it
  * cannot be sent (the caller answers the request with an error); *sent is
@@ -338,8 +325,8 @@ static int rf_disp_send(rf_thread_t *t, rf_exec_t *x, rf_dreq_t *d, int *sent)
     for (uint32_t i = 0; i < r->nparams; i++) {
         const rf_param_t *p = &r->params[i];
         uint8_t *start = lp;
-        lp = rf_nv_len(lp, p->name_len);
-        lp = rf_nv_len(lp, p->value_len);
+        lp = rf_fcgi_nv_put_len(lp, p->name_len);
+        lp = rf_fcgi_nv_put_len(lp, p->value_len);
         iov[n].iov_base = start;
         iov[n++].iov_len = (size_t)(lp - start);
         iov[n].iov_base = (void *)p->name;

@@ -574,10 +574,10 @@ static int rf_pm_reap(rf_pm_t *pm)
         rf_log(clean || x->retiring || pm->stopping ? RF_LOG_NOTICE : RF_LOG_WARNING,
                "[pool %s] child %d exited %s after %.6f seconds from start", p->name, pid, how,
                age);
-        int pool = x->pool, thread = x->thread, retiring = x->retiring;
+        int pool = x->pool, retiring = x->retiring;
         rf_board_slot_free(pm->board, pool, x->slot);
         pm->pools[pool].live--;
-        pm->thread_load[thread]--;
+        pm->thread_load[x->thread]--;
         *x = pm->xs[--pm->nxs];
         if (pm->stopping || p->pm != RF_PM_STATIC)
             continue;
@@ -595,7 +595,6 @@ static int rf_pm_reap(rf_pm_t *pm)
             pp->fast_fails = 0;
         }
         pp->respawn_due++;
-        (void)thread;
     }
     return responder_died;
 }
