@@ -25,7 +25,9 @@ Every test is bounded well under 10 s.
 
 import os
 import re
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import unittest
@@ -478,6 +480,28 @@ class FailureTest(PmCase):
         self.assertEqual(match.group(2), os.path.join(harness.PHP_SCRIPTS, "web", "loop.php"))
         self.assertEqual(self.status()["terminated requests"], 1)
         self.assertNotEqual(int(self.get_ok("pid.php").body), pid)
+
+
+class SlowlogTest(PmCase):
+    def test_slow_request_writes_its_php_backtrace(self):
+        slowlog = os.path.join(tempfile.mkdtemp(prefix="ringfpm-slow-"), "www.slow.log")
+        self.addCleanup(shutil.rmtree, os.path.dirname(slowlog), True)
+        self.start({"pm": "static", "pm.max_children": "1", "slowlog": slowlog,
+                    "request_slowlog_timeout": "1s"})
+        pid = self.wait_total(1)[0]
+        self.get_ok("sleep.php", "ms=1600")
+        text = open(slowlog).read() if os.path.exists(slowlog) else ""
+        # php-fpm's format: a header, the script, one line per frame
+        self.assertRegex(text, r"\n\[\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d\]  \[pool www\] pid %d\n"
+                         % pid, text)
+        self.assertIn("script_filename = %s" % os.path.join(harness.PHP_SCRIPTS, "sleep.php"),
+                      text)
+        self.assertRegex(text, r"\[0x[0-9a-f]{16}\] usleep\(\) \S*sleep\.php:3\n")
+        self.assertEqual(text.count("script_filename"), 1, text)  # once per slow request
+        self.assertEqual(self.wait_status("slow requests", 1)["slow requests"], 1)
+        # a quick request is not slow
+        self.get_ok("sleep.php", "ms=1")
+        self.assertEqual(open(slowlog).read().count("script_filename"), 1)
 
 
 if __name__ == "__main__":

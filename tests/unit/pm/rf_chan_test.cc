@@ -258,6 +258,39 @@ TEST(RfChan, WraparoundAtEveryOffset)
     EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
 }
 
+/* An empty ring past 16 KiB starts over at its beginning (a PAD fills the
+ * tail), so request/response traffic stays in the first pages; a ring that
+ * is not empty, or a cursor below 16 KiB, just goes on. */
+TEST(RfChan, EmptyRingRewinds)
+{
+    Pair p(65536, 65536);
+    const std::string params = pattern(900, 1), body = pattern(100, 2);
+    rf_chan_msg_t m;
+    uint32_t seen_rewind = 0;
+    for (uint32_t i = 0; i < 40; i++) {
+        uint32_t before = __atomic_load_n(p.lay.req_prod, __ATOMIC_ACQUIRE) & (65536 - 1);
+        ASSERT_EQ(0, send_req(p.resp, i, i, params, body));
+        uint32_t after = __atomic_load_n(p.lay.req_prod, __ATOMIC_ACQUIRE) & (65536 - 1);
+        uint32_t rec = 32 + ((1000 + 31) & ~31u);
+        if (before >= (16u << 10)) {
+            EXPECT_EQ(rec, after) << "record " << i << " not written at offset 0";
+            seen_rewind++;
+        } else {
+            EXPECT_EQ(before + rec, after);
+        }
+        ASSERT_EQ(1, rf_chan_exec_next(p.exec, &m));
+        ASSERT_EQ(params + body, data_of(m));
+        ASSERT_EQ(0, rf_chan_exec_next(p.exec, &m)); /* the PAD is skipped */
+        rf_chan_exec_release(p.exec);
+    }
+    EXPECT_GE(seen_rewind, 2u);
+    /* Not empty: no rewind, the cursor goes on past 16 KiB. */
+    for (uint32_t i = 0; i < 20; i++)
+        ASSERT_EQ(0, send_req(p.resp, i, i, params, body));
+    EXPECT_GT(__atomic_load_n(p.lay.req_prod, __ATOMIC_ACQUIRE) & (65536 - 1), 16u << 10);
+    EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
+}
+
 /* Random lengths with several records in flight, both directions. */
 TEST(RfChan, WraparoundManyInFlight)
 {
