@@ -9,6 +9,8 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "rf_assert.h"
 #include "rf_mem.h"
@@ -41,6 +43,7 @@ struct rf_board {
     size_t slot_size;
     uint8_t *base;
     size_t size;
+    int fd; /* the memfd behind base (-1: anonymous memory) */
     rf_board_lay_t *pools;
 };
 
@@ -83,6 +86,8 @@ static void rf_board_free_handle(rf_board_t *b)
             rf_free(b->pools[i].taken);
         }
     rf_free(b->pools);
+    if (b->fd >= 0)
+        close(b->fd);
     b->magic = 0;
     rf_free(b);
 }
@@ -90,11 +95,24 @@ static void rf_board_free_handle(rf_board_t *b)
 int rf_board_create(rf_board_t **out, const rf_board_pool_t *pools, int npools, int nthreads,
                     int64_t start_time)
 {
-    if (out == NULL || npools < 0 || nthreads < 1 || (npools && pools == NULL))
+    return rf_board_attach(out, pools, npools, nthreads, start_time, -1);
+}
+
+int rf_board_attach(rf_board_t **out, const rf_board_pool_t *pools, int npools, int nthreads,
+                    int64_t start_time, int fd)
+{
+    if (out == NULL || npools < 0 || nthreads < 1 || (npools && pools == NULL)) {
+        if (fd >= 0)
+            close(fd);
         return -EINVAL;
+    }
     rf_board_t *b = rf_calloc(1, sizeof(*b));
-    if (b == NULL)
+    if (b == NULL) {
+        if (fd >= 0)
+            close(fd);
         return -ENOMEM;
+    }
+    b->fd = fd;
     b->magic = RF_BOARD_MAGIC;
     b->npools = npools;
     b->nthreads = nthreads;
@@ -122,7 +140,23 @@ int rf_board_create(rf_board_t **out, const rf_board_pool_t *pools, int npools, 
         off += (size_t)pools[i].nslots * b->slot_size;
     }
     b->size = off ? off : RF_BOARD_ALIGN;
-    void *m = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (b->fd >= 0) {
+        /* Someone else's board: the layout must be the one it was made with. */
+        struct stat st;
+        if (fstat(b->fd, &st) < 0 || (size_t)st.st_size != b->size) {
+            rf_board_free_handle(b);
+            return -EINVAL;
+        }
+    } else {
+        /* A memfd, so a re-executed master (reload) can map it again. */
+        b->fd = memfd_create("ringfpm-board", MFD_CLOEXEC);
+        if (b->fd >= 0 && ftruncate(b->fd, (off_t)b->size) < 0) {
+            close(b->fd);
+            b->fd = -1;
+        }
+    }
+    void *m = mmap(NULL, b->size, PROT_READ | PROT_WRITE,
+                   b->fd >= 0 ? MAP_SHARED : MAP_SHARED | MAP_ANONYMOUS, b->fd, 0);
     if (m == MAP_FAILED) {
         int e = errno;
         rf_board_free_handle(b);
@@ -287,6 +321,20 @@ int rf_board_slot_alloc(rf_board_t *b, int pool, int64_t start_time)
         return (int)i;
     }
     return -ENOSPC;
+}
+
+int rf_board_slot_adopt(rf_board_t *b, int pool, int slot)
+{
+    const rf_board_lay_t *l = rf_board_lay(b, pool);
+    if (l == NULL || rf_board_proc_at(b, l, slot) == NULL)
+        return -EINVAL;
+    l->taken[slot] = 1;
+    return 0;
+}
+
+int rf_board_fd(const rf_board_t *b)
+{
+    return b->fd;
 }
 
 void rf_board_slot_set_pid(rf_board_t *b, int pool, int slot, int pid)

@@ -118,6 +118,23 @@ int rf_board_create(rf_board_t **out, const rf_board_pool_t *pools, int npools, 
 /* Unmap and free (NULL is fine). Other processes keep their mapping. */
 void rf_board_destroy(rf_board_t *b);
 
+/*
+ * The same, on an existing board's memfd (a master re-executed for a
+ * reload maps the board the responder and the running executors still
+ * use): pools/npools/nthreads must describe the layout it was made with
+ * (-EINVAL when the size differs). Takes fd in every case. No slot is
+ * taken: rf_board_slot_adopt the ones in use.
+ */
+int rf_board_attach(rf_board_t **out, const rf_board_pool_t *pools, int npools, int nthreads,
+                    int64_t start_time, int fd);
+
+/* The memfd behind the board (close-on-exec), -1 when it is anonymous
+ * memory. The board keeps it: do not close it. */
+int rf_board_fd(const rf_board_t *b);
+
+/* Mark a slot taken without touching it (an adopted executor's). 0 or -EINVAL. */
+int rf_board_slot_adopt(rf_board_t *b, int pool, int slot);
+
 int rf_board_npools(const rf_board_t *b);
 int rf_board_nthreads(const rf_board_t *b);
 

@@ -18,6 +18,17 @@
  *                      (pm.start_servers, static respawns): counted as on
  *                      their way until their EXEC_UP, or a SPAWN reply
  *                      (refused count) when a start fails
+ *   master -> thread   POOL_SET: `pool`'s process-manager and queue settings
+ *                      changed (a reload): the values in `set`
+ *                      RETIRE_OLD: a reload's new generation `arg` is up:
+ *                      every executor of an older generation takes no new
+ *                      request; idle ones are retired at once (RETIRE back
+ *                      to the master), busy ones when their requests end
+ *
+ * Every EXEC_UP carries its executor's generation (`gen`): 1 at start, one
+ * more for each reload. The layout of this record is part of the reload
+ * handoff (RF_CTL_PROTO): a master re-executed from a binary with another
+ * layout restarts the responder instead of adopting it.
  *
  * The master never trusts anything but the type/pool/id ranges it checks;
  * the responder trusts the master (its parent).
@@ -38,6 +49,27 @@ enum rf_ctl_type {
     RF_CTL_RETIRE = 3,
     RF_CTL_KILL = 4,
     RF_CTL_COMING = 5,
+    RF_CTL_POOL_SET = 6,
+    RF_CTL_RETIRE_OLD = 7,
+};
+
+/* Bumped whenever rf_ctl_msg_t or the meaning of a message changes. */
+#define RF_CTL_PROTO 2
+
+/* POOL_SET: indexes into rf_ctl_msg_t.set */
+enum rf_ctl_set {
+    RF_SET_PM = 0,
+    RF_SET_MAX_CHILDREN,
+    RF_SET_MIN_SPARE,
+    RF_SET_MAX_SPARE,
+    RF_SET_MAX_SPAWN_RATE,
+    RF_SET_IDLE_TIMEOUT_MS,
+    RF_SET_QUEUE_MAX,
+    RF_SET_QUEUE_TIMEOUT_MS,
+    RF_SET_TERMINATE_MS,
+    RF_SET_SLOWLOG_MS,
+    RF_SET_OVERLOAD_FCGI,
+    RF_SET_COUNT
 };
 
 #define RF_CTL_MAX_FDS 4
@@ -48,8 +80,9 @@ typedef struct rf_ctl_msg {
     uint32_t id; /* executor id: unique for the master's lifetime */
     int32_t pid;
     uint32_t arg;
-    uint32_t pad;
-    uint64_t arg64; /* EXEC_UP: the executor's max_requests (0 = none) */
+    uint32_t gen;               /* EXEC_UP: the executor's generation */
+    uint64_t arg64;             /* EXEC_UP: the executor's max_requests (0 = none) */
+    uint32_t set[RF_SET_COUNT]; /* POOL_SET */
 } rf_ctl_msg_t;
 
 /* Send one message with nfds descriptors (nfds <= RF_CTL_MAX_FDS). Blocking

@@ -98,16 +98,22 @@ struct rf_exec {
     uint64_t since_ns; /* head running since / idle since */
     uint64_t requests; /* served */
     uint64_t left;     /* requests it will still take (pm.max_requests) */
+    uint32_t gen;      /* the master's generation it belongs to (RF_CTL_RETIRE_OLD) */
     uint8_t exited;    /* the pidfd fired */
     uint8_t killed;    /* we sent SIGKILL (terminate timeout, broken channel) */
+    uint8_t old;       /* of a generation a reload replaced: retire when done */
     rf_link_t link;    /* in the pool's idle list */
 };
 
 typedef struct rf_dpool {
+    /* The pool's settings as this thread applies them: the responder's
+     * copy at start, then what the master sends on a reload (POOL_SET). */
+    rf_io_pool_t cfg;
     rf_link_t idle;
     rf_link_t queue;
     uint32_t nqueue;
     uint32_t nexec; /* not dead */
+    uint32_t nold;  /* of them, old-generation ones draining after a reload */
     uint32_t nidle;
     uint32_t spawn_pending;
     uint64_t next_retire_ns;
@@ -131,6 +137,11 @@ static rf_disp_t *rf_disp_of(rf_thread_t *t)
 }
 
 static void rf_disp_pm_spawn(rf_thread_t *t, int pool);
+
+static const rf_io_pool_t *rf_disp_cfg(rf_thread_t *t, int pool)
+{
+    return &rf_disp_of(t)->pools[pool].cfg;
+}
 
 static int rf_pidfd_kill(int pidfd, int sig)
 {
@@ -489,7 +500,10 @@ static void rf_disp_exec_done(rf_thread_t *t, rf_exec_t *x)
     }
     d->nbusy--;
     if (x->state == RF_X_BUSY && x->left == 0) {
-        x->state = RF_X_RETIRING; /* exiting on its own (pm.max_requests) */
+        /* exiting on its own (pm.max_requests), or replaced by a reload */
+        x->state = RF_X_RETIRING;
+        if (x->old)
+            rf_disp_ctl_send(t, RF_CTL_RETIRE, x->pool, x, 0);
         rf_disp_pm_spawn(t, x->pool);
     } else if (x->state == RF_X_BUSY) {
         rf_disp_make_idle(t, x);
@@ -607,6 +621,8 @@ static void rf_disp_exec_exited(rf_thread_t *t, rf_exec_t *x)
         rf_disp_take_idle(t, x);
     x->state = RF_X_DEAD;
     dp->nexec--;
+    if (x->old)
+        dp->nold--;
     rf_disp_exec_free(t, x);
     rf_disp_pm_spawn(t, (int)(pool - t->io->conf->pools)); /* dynamic/ondemand replace */
     rf_disp_pool_stat_gauges(t, (int)(pool - t->io->conf->pools));
@@ -662,6 +678,7 @@ static void rf_disp_exec_up(rf_thread_t *t, const rf_ctl_msg_t *m, int *fds, int
     x->id = m->id;
     x->pid = m->pid;
     x->pool = (int)m->pool;
+    x->gen = m->gen;
     x->left = m->arg64 ? m->arg64 : UINT64_MAX;
     x->efd = rf_chan_eventfd(x->ch);
     rf_chan_resp_defer_wakes(x->ch, t->futex_wake_ok);
@@ -674,6 +691,53 @@ static void rf_disp_exec_up(rf_thread_t *t, const rf_ctl_msg_t *m, int *fds, int
     rf_disp_make_idle(t, x);
     rf_disp_drain_queue(t, x->pool);
     rf_disp_pool_stat_gauges(t, x->pool);
+}
+
+static void rf_disp_retire(rf_thread_t *t, rf_exec_t *x);
+
+/* POOL_SET: a reload changed the pool's process-manager or queue settings. */
+static void rf_disp_pool_set(rf_thread_t *t, int pool, const uint32_t *v)
+{
+    rf_io_pool_t *p = &rf_disp_of(t)->pools[pool].cfg;
+    if (p->handler)
+        return;
+    p->pm = (int)v[RF_SET_PM];
+    p->max_children = v[RF_SET_MAX_CHILDREN];
+    p->min_spare = v[RF_SET_MIN_SPARE];
+    p->max_spare = v[RF_SET_MAX_SPARE];
+    p->max_spawn_rate = v[RF_SET_MAX_SPAWN_RATE];
+    p->idle_timeout_ms = v[RF_SET_IDLE_TIMEOUT_MS];
+    p->queue_max = v[RF_SET_QUEUE_MAX];
+    p->queue_timeout_ms = v[RF_SET_QUEUE_TIMEOUT_MS];
+    p->terminate_ms = v[RF_SET_TERMINATE_MS];
+    p->slowlog_ms = v[RF_SET_SLOWLOG_MS];
+    p->overload_fcgi = (int)v[RF_SET_OVERLOAD_FCGI];
+}
+
+/*
+ * RETIRE_OLD: a reload's generation `gen` is up. Older executors take no
+ * new request: idle ones are retired now, busy ones (and one with a request
+ * waiting in its ring) as soon as they are done, so no request is cut short
+ * and none waits for the slowest old one. The queue goes to the new ones.
+ */
+static void rf_disp_retire_old(rf_thread_t *t, uint32_t gen)
+{
+    rf_disp_t *d = rf_disp_of(t);
+    for (uint32_t i = 0; i < d->nxs; i++) {
+        rf_exec_t *x = d->xs[i];
+        if (x == NULL || x->gen >= gen || x->old || x->exited)
+            continue;
+        x->old = 1;
+        d->pools[x->pool].nold++;
+        x->left = 0; /* no pipelining onto it; retired when its ring is empty */
+        if (x->state == RF_X_IDLE)
+            rf_disp_retire(t, x); /* a RETIRING one is on its way out already */
+    }
+    for (int p = 0; p < t->io->conf->npools; p++)
+        if (!d->pools[p].cfg.handler) {
+            rf_disp_drain_queue(t, p);
+            rf_disp_pool_stat_gauges(t, p);
+        }
 }
 
 static void rf_disp_ctl_read(rf_thread_t *t)
@@ -699,6 +763,10 @@ static void rf_disp_ctl_read(rf_thread_t *t)
             rf_disp_exec_up(t, &m, fds, nfds);
         } else if (m.type == RF_CTL_COMING && m.pool < (uint32_t)t->io->conf->npools) {
             d->pools[m.pool].spawn_pending += m.arg;
+        } else if (m.type == RF_CTL_POOL_SET && m.pool < (uint32_t)t->io->conf->npools) {
+            rf_disp_pool_set(t, (int)m.pool, m.set);
+        } else if (m.type == RF_CTL_RETIRE_OLD) {
+            rf_disp_retire_old(t, m.gen);
         } else if (m.type == RF_CTL_SPAWN && m.pool < (uint32_t)t->io->conf->npools) {
             /* The master refused m.arg of the executors we asked for. */
             rf_dpool_t *dp = &d->pools[m.pool];
@@ -722,7 +790,7 @@ static uint32_t rf_disp_share(const rf_thread_t *t, uint32_t n)
 
 static void rf_disp_pm_spawn(rf_thread_t *t, int pool)
 {
-    const rf_io_pool_t *p = &t->io->conf->pools[pool];
+    const rf_io_pool_t *p = rf_disp_cfg(t, pool);
     rf_dpool_t *dp = &rf_disp_of(t)->pools[pool];
     if (p->pm != 2 && p->pm != 3)
         return; /* static: the master keeps max_children running */
@@ -736,7 +804,7 @@ static void rf_disp_pm_spawn(rf_thread_t *t, int pool)
             want = min_spare - coming;
     }
     uint32_t cap = rf_disp_share(t, p->max_children);
-    uint32_t have = dp->nexec + dp->spawn_pending;
+    uint32_t have = dp->nexec - dp->nold + dp->spawn_pending;
     if (have >= cap)
         want = 0;
     else if (want > cap - have)
@@ -758,10 +826,10 @@ static void rf_disp_retire(rf_thread_t *t, rf_exec_t *x)
 
 static void rf_disp_pm_tick(rf_thread_t *t, int pool)
 {
-    const rf_io_pool_t *p = &t->io->conf->pools[pool];
+    const rf_io_pool_t *p = rf_disp_cfg(t, pool);
     rf_dpool_t *dp = &rf_disp_of(t)->pools[pool];
     rf_disp_pm_spawn(t, pool);
-    if (dp->nexec + dp->spawn_pending < rf_disp_share(t, p->max_children))
+    if (dp->nexec - dp->nold + dp->spawn_pending < rf_disp_share(t, p->max_children))
         dp->warned_max = 0;
     if (p->pm == 3 && p->idle_timeout_ms) {
         /* ondemand: every executor idle longer than process_idle_timeout */
@@ -805,7 +873,6 @@ void rf_disp_start(rf_req_t *r)
     rf_conn_t *c = r->conn;
     rf_thread_t *t = c->t;
     rf_disp_t *d = rf_disp_of(t);
-    const rf_io_pool_t *p = c->pool;
     if (d == NULL) {
         rf_disp_fail(r, 0, "503 Service Unavailable", "Service Unavailable\n",
                      "ringfpm: no PHP executors on this responder");
@@ -821,6 +888,7 @@ void rf_disp_start(rf_req_t *r)
     dr->r = r;
     r->handler = dr;
     rf_dpool_t *dp = &d->pools[c->pool_idx];
+    const rf_io_pool_t *p = &dp->cfg;
     if (dp->nidle) {
         rf_exec_t *x = rf_container_of(dp->idle.prev, rf_exec_t, link);
         rf_disp_take_idle(t, x);
@@ -847,7 +915,8 @@ void rf_disp_start(rf_req_t *r)
     dr->queued = 1;
     dr->queued_ns = t->now_ns;
     if ((p->pm == 2 || p->pm == 3) &&
-        dp->nexec + dp->spawn_pending >= rf_disp_share(t, p->max_children) && !dp->warned_max) {
+        dp->nexec - dp->nold + dp->spawn_pending >= rf_disp_share(t, p->max_children) &&
+        !dp->warned_max) {
         /* php-fpm's warning, once per episode at the limit */
         dp->warned_max = 1;
         RF_STAT_INC(&t->dstats[c->pool_idx], maxed);
@@ -910,6 +979,7 @@ int rf_disp_thread_init(rf_thread_t *t)
         return -ENOMEM;
     }
     for (int i = 0; i < conf->npools; i++) {
+        d->pools[i].cfg = conf->pools[i];
         rf_link_init(&d->pools[i].idle);
         rf_link_init(&d->pools[i].queue);
     }
@@ -1050,7 +1120,7 @@ static void rf_disp_tick(rf_thread_t *t)
     const rf_io_conf_t *conf = t->io->conf;
     d->next_tick_ns = t->now_ns + RF_DISP_TICK_NS;
     for (int p = 0; p < conf->npools; p++) {
-        const rf_io_pool_t *pool = &conf->pools[p];
+        const rf_io_pool_t *pool = rf_disp_cfg(t, p);
         if (pool->handler)
             continue;
         rf_dpool_t *dp = &d->pools[p];
@@ -1076,7 +1146,7 @@ static void rf_disp_tick(rf_thread_t *t)
         rf_exec_t *x = d->xs[i];
         if (x == NULL || x->nq == 0 || x->killed)
             continue;
-        const rf_io_pool_t *pool = &conf->pools[x->pool];
+        const rf_io_pool_t *pool = rf_disp_cfg(t, x->pool);
         if (pool->slowlog_ms && !x->q[0]->slow &&
             t->now_ns - x->since_ns >= (uint64_t)pool->slowlog_ms * 1000000u) {
             x->q[0]->slow = 1;

@@ -232,7 +232,7 @@ int rf_io_thread_count(const rf_io_conf_t *conf)
     return n < 1 ? 1 : n;
 }
 
-int rf_io_board_create(const rf_io_conf_t *conf, rf_board_t **out)
+int rf_io_board_create(const rf_io_conf_t *conf, const uint32_t *nslots, int fd, rf_board_t **out)
 {
     static const char *const pm_names[] = {"static", "static", "dynamic", "ondemand"};
     int nthreads = rf_io_thread_count(conf);
@@ -244,10 +244,10 @@ int rf_io_board_create(const rf_io_conf_t *conf, rf_board_t **out)
         int php = p->handler == NULL;
         bp[i].name = p->name;
         bp[i].pm = pm_names[p->pm >= 0 && p->pm <= 3 ? p->pm : 0];
-        bp[i].nslots = php ? p->max_children + (uint32_t)nthreads + 8 : 0;
+        bp[i].nslots = nslots ? nslots[i] : php ? 2 * p->max_children + (uint32_t)nthreads + 8 : 0;
         bp[i].listen_queue_len = php ? p->queue_max : 0;
     }
-    int rc = rf_board_create(out, bp, conf->npools, nthreads, (int64_t)time(NULL));
+    int rc = rf_board_attach(out, bp, conf->npools, nthreads, (int64_t)time(NULL), fd);
     rf_free(bp);
     return rc;
 }
@@ -283,7 +283,7 @@ int rf_io_start(rf_io_t **out, const rf_io_conf_t *conf)
     io->be = io->backend == RF_IO_URING ? &rf_uring_ops : &rf_epoll_ops;
 
     if (conf->board == NULL) {
-        rc = rf_io_board_create(conf, &io->conf_copy.board);
+        rc = rf_io_board_create(conf, NULL, -1, &io->conf_copy.board);
         if (rc < 0) {
             rf_free(io);
             return rc;

@@ -89,11 +89,14 @@ int rf_io_thread_count(const rf_io_conf_t *conf);
 
 /*
  * A scoreboard for conf's pools and responder threads, every pool starting
- * now: a PHP pool (handler NULL) gets pm.max_children process slots plus one
- * per thread and 8 spare, for executors that are being replaced and not yet
- * reaped. The caller owns it (rf_board_destroy). Returns 0 or -errno.
+ * now: a PHP pool (handler NULL) gets twice pm.max_children process slots
+ * (a reload's new generation starts while the old one finishes) plus one per
+ * thread and 8 spare, for executors that are being replaced and not yet
+ * reaped. With fd >= 0, the board behind that memfd is mapped instead
+ * (rf_board_attach), nslots[] giving each pool's slot count it was made
+ * with. The caller owns it (rf_board_destroy). Returns 0 or -errno.
  */
-int rf_io_board_create(const rf_io_conf_t *conf, rf_board_t **out);
+int rf_io_board_create(const rf_io_conf_t *conf, const uint32_t *nslots, int fd, rf_board_t **out);
 
 typedef struct rf_io rf_io_t;
 

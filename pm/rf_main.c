@@ -25,6 +25,7 @@
 #include "rf_log.h"
 #include "rf_pm.h"
 #include "rf_proctitle.h"
+#include "rf_reload.h"
 
 #define RF_EX_OK       0
 #define RF_EX_USAGE    64
@@ -316,9 +317,35 @@ static void rf_build_io(const rf_conf_t *conf, rf_io_conf_t *io, rf_io_pool_t *p
     }
 }
 
+/* A reload's handoff (pm/rf_reload.h): its descriptor, taken out of the
+ * environment so no executor sees it; -1 when this is a plain start. */
+static int rf_take_handoff(void)
+{
+    const char *v = getenv(RF_HANDOFF_ENV);
+    int fd = -1;
+    if (v) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        fd = *end == '\0' && n >= 0 && n < INT32_MAX ? (int)n : -1;
+        unsetenv(RF_HANDOFF_ENV);
+        if (fd >= 0)
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    return fd;
+}
+
 int main(int argc, char **argv)
 {
     rf_proctitle_init(argc, argv);
+    /* For a reload the master executes itself again, as it was started:
+     * the program's path now and argv before getopt reorders it. */
+    static char exe[4096];
+    ssize_t exe_len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[exe_len > 0 ? exe_len : 0] = '\0';
+    char **saved_argv = calloc((size_t)argc + 1, sizeof(*saved_argv));
+    if (saved_argv)
+        memcpy(saved_argv, argv, (size_t)argc * sizeof(*argv));
+    int handoff_fd = rf_take_handoff();
     static const struct option longopts[] = {
         {"fpm-config", required_argument, NULL, 'y'},
         {"prefix", required_argument, NULL, 'p'},
@@ -470,7 +497,9 @@ int main(int argc, char **argv)
     rf_raise_nofile(conf.rlimit_files);
     signal(SIGPIPE, SIG_IGN);
 
-    if (daemon && rf_daemonize(&notify_fd) < 0) {
+    /* A reload's image is the master already in the background: forking
+     * again would orphan the responder and executors. */
+    if (daemon && handoff_fd < 0 && rf_daemonize(&notify_fd) < 0) {
         rf_log(RF_LOG_ERROR, "failed to daemonize: %s", strerror(errno));
         return RF_EX_SOFTWARE;
     }
@@ -506,6 +535,9 @@ int main(int argc, char **argv)
         .pidfile = pidfile,
         .conf_path = path,
         .reopen_logs = rf_main_reopen_logs,
+        .exe = exe[0] && saved_argv ? exe : NULL,
+        .argv = saved_argv,
+        .handoff_fd = handoff_fd,
     };
     int rc = rf_pm_main(&pa);
     if (pidfile)
@@ -515,5 +547,6 @@ int main(int argc, char **argv)
     free(pools);
     rf_conf_free(&conf);
     free(o.defines);
+    free(saved_argv);
     return rc;
 }

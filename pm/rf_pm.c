@@ -28,6 +28,7 @@
 #include "rf_log.h"
 #include "rf_pm.h"
 #include "rf_proctitle.h"
+#include "rf_reload.h"
 #include "rf_sdnotify.h"
 
 typedef struct rf_pm_exec {
@@ -37,7 +38,9 @@ typedef struct rf_pm_exec {
     int thread;
     uint64_t started_ns;
     int retiring;
-    int slot; /* its process slot on the scoreboard, -1 = none */
+    int old;      /* of a generation a reload replaced (not counted in live) */
+    uint32_t gen; /* the generation it was started in */
+    int slot;     /* its process slot on the scoreboard, -1 = none */
     /* catch_workers_output: the read ends of its stdout and stderr pipes
      * (non-blocking, -1 once closed) and the lines being built from them;
      * both drained and closed when it is reaped. */
@@ -69,6 +72,9 @@ typedef struct rf_pm {
     rf_board_t *board; /* shared with the responder and every executor */
     int stopping;
     pid_t master;
+    uint32_t gen;             /* executors started now belong to it: 1, +1 per reload */
+    int php_down;             /* a reload's PHP start failed: no executor can start */
+    uint64_t old_deadline_ns; /* old generation killed then (process_control_timeout) */
 } rf_pm_t;
 
 static volatile sig_atomic_t rf_exec_stop;
@@ -302,6 +308,8 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
 {
     const rf_conf_pool_t *p = &pm->conf->pools[pool];
     const rf_io_pool_t *iop = &pm->a->io->pools[pool];
+    if (pm->php_down)
+        return -EAGAIN; /* the reload that failed to start PHP said why */
     rf_chan_opts_t co;
     memset(&co, 0, sizeof(co));
     co.req_ring_size = iop->chan_ring_size;
@@ -383,6 +391,7 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
     m.pool = (uint32_t)pool;
     m.id = id;
     m.pid = pid;
+    m.gen = pm->gen;
     m.arg64 = max_requests;
     int fds[4] = {rf_chan_fd(ch), rf_chan_eventfd(ch), pidfd, sv[0]};
     rc = pidfd < 0 ? -errno : rf_ctl_send(pm->ctl[thread], &m, fds, 4);
@@ -418,6 +427,8 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
     x->thread = thread;
     x->started_ns = rf_mono_ns();
     x->retiring = 0;
+    x->old = 0;
+    x->gen = pm->gen;
     x->slot = slot;
     pm->pools[pool].live++;
     pm->thread_load[thread]++;
@@ -574,12 +585,14 @@ static int rf_pm_reap(rf_pm_t *pm)
         rf_log(clean || x->retiring || pm->stopping ? RF_LOG_NOTICE : RF_LOG_WARNING,
                "[pool %s] child %d exited %s after %.6f seconds from start", p->name, pid, how,
                age);
-        int pool = x->pool, retiring = x->retiring;
+        int pool = x->pool, retiring = x->retiring, old = x->old;
         rf_board_slot_free(pm->board, pool, x->slot);
-        pm->pools[pool].live--;
-        pm->thread_load[x->thread]--;
+        if (!old) {
+            pm->pools[pool].live--;
+            pm->thread_load[x->thread]--;
+        }
         *x = pm->xs[--pm->nxs];
-        if (pm->stopping || p->pm != RF_PM_STATIC)
+        if (pm->stopping || old || p->pm != RF_PM_STATIC)
             continue;
         /* static: keep max_children running; back off when executors die
          * young (a broken php.ini, chroot or user setting), as php-fpm's
@@ -744,6 +757,365 @@ static void rf_pm_shutdown(rf_pm_t *pm, uint64_t grace_ns)
     }
 }
 
+/* ---- reload ------------------------------------------------------------------------ */
+
+static void rf_pm_cloexec(int fd, int on)
+{
+    if (fd < 0)
+        return;
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0)
+        fcntl(fd, F_SETFD, on ? fl | FD_CLOEXEC : fl & ~FD_CLOEXEC);
+}
+
+/* The handoff's descriptors: inherited by the next image, or not. */
+static void rf_pm_handoff_fds(rf_pm_t *pm, int inherit)
+{
+    for (int i = 0; i < pm->nthreads; i++)
+        rf_pm_cloexec(pm->ctl[i], !inherit);
+    rf_pm_cloexec(rf_board_fd(pm->board), !inherit);
+    for (size_t i = 0; i < pm->nxs; i++) {
+        rf_pm_cloexec(pm->xs[i].out_fd, !inherit);
+        rf_pm_cloexec(pm->xs[i].err_fd, !inherit);
+    }
+}
+
+/*
+ * `exe argv... -t`: does the configuration as it is on disk now load? Its
+ * messages are logged (without their own time stamp) when it does not.
+ * Returns 0 when it does.
+ */
+static int rf_pm_test_config(rf_pm_t *pm)
+{
+    int argc = 0;
+    while (pm->a->argv[argc])
+        argc++;
+    char **argv = calloc((size_t)argc + 2, sizeof(*argv));
+    int pfd[2];
+    if (argv == NULL || pipe2(pfd, O_CLOEXEC) < 0) {
+        free(argv);
+        rf_log(RF_LOG_ERROR, "reload: cannot test the configuration: %s", strerror(errno));
+        return -1;
+    }
+    memcpy(argv, pm->a->argv, (size_t)argc * sizeof(*argv));
+    argv[argc] = (char *)"-t";
+    int pid = fork();
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        dup2(pfd[1], 2);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        unsetenv(RF_HANDOFF_ENV);
+        execv(pm->a->exe, argv);
+        dprintf(2, "cannot execute %s: %s\n", pm->a->exe, strerror(errno));
+        _exit(127);
+    }
+    free(argv);
+    close(pfd[1]);
+    if (pid < 0) {
+        close(pfd[0]);
+        rf_log(RF_LOG_ERROR, "reload: cannot test the configuration: fork: %s", strerror(errno));
+        return -1;
+    }
+    char out[8192];
+    size_t len = 0;
+    uint64_t deadline = rf_mono_ns() + 30000000000ull;
+    for (;;) {
+        struct pollfd p = {pfd[0], POLLIN, 0};
+        uint64_t now = rf_mono_ns();
+        if (now >= deadline) {
+            kill(pid, SIGKILL);
+            break;
+        }
+        if (poll(&p, 1, (int)((deadline - now) / 1000000u) + 1) <= 0)
+            continue;
+        char tmp[4096];
+        ssize_t r = read(pfd[0], tmp, sizeof(tmp));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        size_t take = (size_t)r < sizeof(out) - 1 - len ? (size_t)r : sizeof(out) - 1 - len;
+        memcpy(out + len, tmp, take);
+        len += take;
+    }
+    close(pfd[0]);
+    out[len] = '\0';
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    char *save = NULL;
+    for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        if (l[0] == '[' && strchr(l, ']'))
+            l = strchr(l, ']') + 1; /* its time stamp */
+        while (*l == ' ')
+            l++;
+        if (*l)
+            rf_log(RF_LOG_ERROR, "reload: %s", l);
+    }
+    char how[96];
+    rf_pm_describe_exit(status, how, sizeof(how));
+    rf_log(RF_LOG_ERROR, "reload: the configuration test exited %s", how);
+    return -1;
+}
+
+/*
+ * SIGUSR2 / SIGHUP. php-fpm stops every child and re-executes itself; here
+ * the master re-executes itself alone: the responder keeps its sockets and
+ * connections, the running executors keep serving until the new image has
+ * started a new generation (rf_pm_adopt, rf_pm_new_generation). A
+ * configuration that does not load keeps everything as it is. Returns only
+ * when the reload did not happen.
+ */
+static void rf_pm_reload(rf_pm_t *pm, const char *signame)
+{
+    rf_log(RF_LOG_NOTICE, "Reloading in progress ... (SIG%s)", signame);
+    if (pm->a->exe == NULL || pm->a->argv == NULL) {
+        rf_log(RF_LOG_ERROR, "reload: the program's own path is unknown; not reloading");
+        return;
+    }
+    if (rf_pm_test_config(pm) < 0) {
+        rf_log(RF_LOG_ERROR, "reload: the new configuration does not load: the running "
+                             "configuration and executors stay");
+        return;
+    }
+    int nxs = (int)pm->nxs;
+    rf_handoff_exec_t *xs = calloc(pm->nxs ? pm->nxs : 1, sizeof(*xs));
+    uint32_t *nslots = calloc((size_t)pm->conf->npools + 1, sizeof(*nslots));
+    if (xs == NULL || nslots == NULL) {
+        free(xs);
+        free(nslots);
+        rf_log(RF_LOG_ERROR, "reload: out of memory; not reloading");
+        return;
+    }
+    for (int i = 0; i < pm->conf->npools; i++)
+        nslots[i] = (uint32_t)rf_board_nslots(pm->board, i);
+    for (int i = 0; i < nxs; i++) {
+        const rf_pm_exec_t *x = &pm->xs[i];
+        rf_pm_exec_said(&pm->xs[i], 1, SIZE_MAX); /* what it said so far, by this image */
+        rf_pm_exec_said(&pm->xs[i], 0, SIZE_MAX);
+        xs[i] = (rf_handoff_exec_t){x->id,  x->pid,        x->pool,   x->thread, x->slot,
+                                    x->gen, x->started_ns, x->out_fd, x->err_fd};
+    }
+    rf_handoff_t h = {
+        .proto = RF_CTL_PROTO,
+        .fingerprint = rf_reload_fingerprint(pm->a->io),
+        .responder = pm->responder,
+        .gen = pm->gen,
+        .next_id = pm->next_id,
+        .board_fd = rf_board_fd(pm->board),
+        .npools = pm->conf->npools,
+        .nslots = nslots,
+        .nthreads = pm->nthreads,
+        .ctl = pm->ctl,
+        .xs = xs,
+        .nxs = (size_t)nxs,
+    };
+    int fd = h.board_fd < 0 ? -EINVAL : rf_handoff_write(&h);
+    free(xs);
+    free(nslots);
+    if (fd < 0) {
+        rf_log(RF_LOG_ERROR, "reload: cannot write the handoff: %s; not reloading", strerror(-fd));
+        return;
+    }
+    char num[16];
+    snprintf(num, sizeof(num), "%d", fd);
+    setenv(RF_HANDOFF_ENV, num, 1);
+    rf_pm_handoff_fds(pm, 1);
+    /* systemd's Type=notify-reload wants the time with RELOADING=1 */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    rf_sd_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)ts.tv_sec * 1000000ull +
+                                                          (unsigned long long)ts.tv_nsec / 1000);
+    execv(pm->a->exe, pm->a->argv);
+    int e = errno;
+    rf_pm_handoff_fds(pm, 0);
+    unsetenv(RF_HANDOFF_ENV);
+    close(fd);
+    rf_log(RF_LOG_ERROR, "reload: cannot execute %s: %s; the running master stays", pm->a->exe,
+           strerror(e));
+    rf_sd_notify("READY=1");
+}
+
+/* The responder and executors of a handoff we do not adopt: stopped (TERM,
+ * then KILL after grace), their descriptors closed. */
+static void rf_pm_drop_handoff(rf_pm_t *pm, rf_handoff_t *h, uint64_t grace_ns)
+{
+    kill(h->responder, SIGTERM);
+    for (size_t i = 0; i < h->nxs; i++)
+        kill(h->xs[i].pid, SIGTERM);
+    uint64_t deadline = rf_mono_ns() + grace_ns;
+    size_t left = h->nxs + 1;
+    while (left) {
+        int status, pid = waitpid(-1, &status, WNOHANG);
+        if (pid > 0) {
+            left -= pid == h->responder;
+            for (size_t i = 0; i < h->nxs; i++)
+                left -= h->xs[i].pid == pid;
+            continue;
+        }
+        if (pid < 0 && errno == ECHILD)
+            break;
+        if (rf_mono_ns() > deadline) {
+            kill(h->responder, SIGKILL);
+            for (size_t i = 0; i < h->nxs; i++)
+                kill(h->xs[i].pid, SIGKILL);
+            deadline = UINT64_MAX;
+        }
+        usleep(10000);
+    }
+    for (int i = 0; i < h->nthreads; i++)
+        if (h->ctl[i] >= 0)
+            close(h->ctl[i]);
+    close(h->board_fd);
+    for (size_t i = 0; i < h->nxs; i++) {
+        if (h->xs[i].out_fd >= 0)
+            close(h->xs[i].out_fd);
+        if (h->xs[i].err_fd >= 0)
+            close(h->xs[i].err_fd);
+    }
+    (void)pm;
+}
+
+/*
+ * In the re-executed master: take over the responder, the control sockets,
+ * the scoreboard and the running executors (all of them now "old") from the
+ * handoff. Returns 1 when adopted, 0 when the new configuration needs a new
+ * responder (the old one and its executors were stopped: start afresh), or
+ * -1 when the handoff is unreadable.
+ */
+static int rf_pm_adopt(rf_pm_t *pm, int fd, uint64_t grace_ns)
+{
+    rf_handoff_t h;
+    char err[256];
+    if (rf_handoff_read(fd, &h, err, sizeof(err)) < 0) {
+        rf_log(RF_LOG_ALERT, "reload: the previous master's handoff is unreadable (%s)", err);
+        return -1;
+    }
+    pm->next_id = h.next_id;
+    pm->gen = h.gen + 1;
+    const char *why = NULL;
+    if (h.proto != RF_CTL_PROTO)
+        why = "the program's control protocol changed";
+    else if (h.nthreads != pm->nthreads || h.npools != pm->conf->npools ||
+             h.fingerprint != rf_reload_fingerprint(pm->a->io))
+        why = "pools, listen or responder settings changed";
+    int brc = why ? 0 : rf_io_board_create(pm->a->io, h.nslots, dup(h.board_fd), &pm->board);
+    if (brc < 0)
+        why = "the scoreboard cannot be mapped again";
+    if (why) {
+        rf_log(RF_LOG_NOTICE, "reload: %s: restarting the responder (open connections close)", why);
+        rf_pm_drop_handoff(pm, &h, grace_ns);
+        rf_handoff_free(&h);
+        return 0;
+    }
+    close(h.board_fd);
+    pm->responder = h.responder;
+    for (int i = 0; i < pm->nthreads; i++) {
+        pm->ctl[i] = h.ctl[i];
+        rf_pm_cloexec(pm->ctl[i], 1);
+        if (pm->ctl[i] >= 0)
+            fcntl(pm->ctl[i], F_SETFL, O_NONBLOCK);
+    }
+    for (size_t i = 0; i < h.nxs; i++) {
+        const rf_handoff_exec_t *hx = &h.xs[i];
+        rf_pm_exec_t *x = rf_pm_exec_add(pm);
+        if (x == NULL) {
+            kill(hx->pid, SIGKILL); /* reaped as an unknown child */
+            continue;
+        }
+        memset(x, 0, sizeof(*x));
+        x->id = hx->id;
+        x->pid = hx->pid;
+        x->pool = hx->pool;
+        x->thread = hx->thread;
+        x->slot = rf_board_slot_adopt(pm->board, hx->pool, hx->slot) == 0 ? hx->slot : -1;
+        x->gen = hx->gen;
+        x->started_ns = hx->started_ns;
+        x->retiring = 1;
+        x->old = 1;
+        x->out_fd = hx->out_fd;
+        x->err_fd = hx->err_fd;
+        rf_pm_cloexec(x->out_fd, 1);
+        rf_pm_cloexec(x->err_fd, 1);
+        if (x->out_fd >= 0 && (x->said = malloc(sizeof(*x->said))) != NULL) {
+            const rf_conf_pool_t *p = &pm->conf->pools[x->pool];
+            rf_log_stream_init(x->said, p->name, x->pid, p->decorate_workers_output);
+        } else if (x->out_fd >= 0) {
+            close(x->out_fd);
+            close(x->err_fd);
+            x->out_fd = x->err_fd = -1;
+        }
+    }
+    rf_log(RF_LOG_NOTICE,
+           "reload: the responder (pid %d) and %zu executor%s of generation %u "
+           "carry on while generation %u starts",
+           pm->responder, h.nxs, h.nxs == 1 ? "" : "s", h.gen, pm->gen);
+    rf_handoff_free(&h);
+    return 1;
+}
+
+/* After an adoption, PHP started: the responder threads get the pools' new
+ * settings, each pool its first executors, then the old generation is
+ * retired (after the new one is announced, on the same ordered sockets). */
+static void rf_pm_new_generation(rf_pm_t *pm)
+{
+    const rf_conf_t *conf = pm->conf;
+    rf_ctl_msg_t m;
+    for (int i = 0; i < conf->npools; i++) {
+        const rf_io_pool_t *q = &pm->a->io->pools[i];
+        if (q->handler)
+            continue;
+        memset(&m, 0, sizeof(m));
+        m.type = RF_CTL_POOL_SET;
+        m.pool = (uint32_t)i;
+        m.set[RF_SET_PM] = (uint32_t)q->pm;
+        m.set[RF_SET_MAX_CHILDREN] = q->max_children;
+        m.set[RF_SET_MIN_SPARE] = q->min_spare;
+        m.set[RF_SET_MAX_SPARE] = q->max_spare;
+        m.set[RF_SET_MAX_SPAWN_RATE] = q->max_spawn_rate;
+        m.set[RF_SET_IDLE_TIMEOUT_MS] = q->idle_timeout_ms;
+        m.set[RF_SET_QUEUE_MAX] = q->queue_max;
+        m.set[RF_SET_QUEUE_TIMEOUT_MS] = q->queue_timeout_ms;
+        m.set[RF_SET_TERMINATE_MS] = q->terminate_ms;
+        m.set[RF_SET_SLOWLOG_MS] = q->slowlog_ms;
+        m.set[RF_SET_OVERLOAD_FCGI] = (uint32_t)q->overload_fcgi;
+        for (int k = 0; k < pm->nthreads; k++)
+            rf_ctl_send(pm->ctl[k], &m, NULL, 0);
+    }
+    for (int i = 0; i < conf->npools; i++)
+        for (long k = 0; k < rf_pm_initial(&conf->pools[i]); k++)
+            rf_pm_spawn_own(pm, i, rf_pm_pick_thread(pm, i));
+    if (pm->php_down)
+        return; /* the old generation is all there is: it keeps serving */
+    memset(&m, 0, sizeof(m));
+    m.type = RF_CTL_RETIRE_OLD;
+    m.gen = pm->gen;
+    for (int k = 0; k < pm->nthreads; k++)
+        rf_ctl_send(pm->ctl[k], &m, NULL, 0);
+    if (conf->process_control_timeout > 0)
+        pm->old_deadline_ns = rf_mono_ns() + (uint64_t)conf->process_control_timeout * 1000000000u;
+}
+
+/* process_control_timeout after a reload: old executors still running. */
+static void rf_pm_old_deadline(rf_pm_t *pm)
+{
+    if (pm->old_deadline_ns == 0 || rf_mono_ns() < pm->old_deadline_ns)
+        return;
+    pm->old_deadline_ns = 0;
+    for (size_t i = 0; i < pm->nxs; i++)
+        if (pm->xs[i].old) {
+            rf_log(RF_LOG_WARNING,
+                   "[pool %s] child %d of the previous generation still runs after "
+                   "process_control_timeout: killing it",
+                   pm->conf->pools[pm->xs[i].pool].name, pm->xs[i].pid);
+            kill(pm->xs[i].pid, SIGKILL);
+        }
+}
+
 /* ---- main loop ------------------------------------------------------------------ */
 
 int rf_pm_main(const rf_pm_args_t *a)
@@ -755,6 +1127,7 @@ int rf_pm_main(const rf_pm_args_t *a)
     pm->conf = conf;
     pm->master = getpid();
     pm->responder = -1;
+    pm->gen = 1;
     srand((unsigned)(getpid() ^ time(NULL)));
     rf_proctitle_set("master process (%s)", a->conf_path ? a->conf_path : "built-in");
 
@@ -771,14 +1144,24 @@ int rf_pm_main(const rf_pm_args_t *a)
         return 70;
     for (int i = 0; i < pm->nthreads; i++)
         pm->ctl[i] = pm->ctl_peer[i] = -1;
+    uint64_t grace =
+        (uint64_t)(conf->process_control_timeout > 0 ? conf->process_control_timeout : 2) *
+        1000000000u;
+    int adopted = 0;
+    if (a->handoff_fd >= 0) {
+        /* A reload: this image was executed by the previous master. */
+        adopted = rf_pm_adopt(pm, a->handoff_fd, grace);
+        if (adopted < 0)
+            return 70; /* its children follow (PR_SET_PDEATHSIG) */
+    }
     /* Before any fork: the responder and every executor inherit it. */
-    int brc = rf_io_board_create(a->io, &pm->board);
+    int brc = adopted ? 0 : rf_io_board_create(a->io, NULL, -1, &pm->board);
     if (brc < 0) {
         rf_log(RF_LOG_ERROR, "cannot map the scoreboard: %s", strerror(-brc));
         return 70;
     }
     a->io->board = pm->board;
-    if (php) {
+    if (php && !adopted) {
         for (int i = 0; i < pm->nthreads; i++) {
             int sv[2];
             if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -808,7 +1191,7 @@ int rf_pm_main(const rf_pm_args_t *a)
     /* The first executors are announced before the responder runs, so a
      * thread's first spare-executor decision already counts them: thread
      * k % nthreads gets a pool's k-th executor. */
-    for (int i = 0; i < conf->npools; i++)
+    for (int i = 0; i < conf->npools && !adopted; i++)
         for (int k = 0; k < pm->nthreads && k < rf_pm_initial(&conf->pools[i]); k++) {
             long n = rf_pm_initial(&conf->pools[i]);
             rf_ctl_msg_t m;
@@ -819,7 +1202,7 @@ int rf_pm_main(const rf_pm_args_t *a)
             rf_ctl_send(pm->ctl[k], &m, NULL, 0);
         }
 
-    if (rf_pm_start_responder(pm) < 0) {
+    if (!adopted && rf_pm_start_responder(pm) < 0) {
         /* php-fpm exits 78 when its listen sockets cannot be set up. */
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
         rf_pm_shutdown(pm, 1000000000u);
@@ -827,14 +1210,23 @@ int rf_pm_main(const rf_pm_args_t *a)
     }
     if (php) {
         int rc = rf_php_startup(a->php);
-        if (rc < 0) {
+        if (rc < 0 && adopted) {
+            /* The old generation is all there is: it keeps serving. */
+            rf_log(RF_LOG_ALERT,
+                   "reload: PHP failed to start (%s): the previous generation of executors "
+                   "keeps serving; no executor can be started until a reload succeeds",
+                   strerror(-rc));
+            pm->php_down = 1;
+        } else if (rc < 0) {
             rf_log(RF_LOG_ERROR, "PHP failed to start (%s): FPM initialization failed",
                    strerror(-rc));
             rf_pm_shutdown(pm, 1000000000u);
             return 70;
         }
     }
-    for (int i = 0; i < conf->npools; i++)
+    if (adopted)
+        rf_pm_new_generation(pm);
+    for (int i = 0; i < conf->npools && !adopted; i++)
         for (long k = 0; k < rf_pm_initial(&conf->pools[i]); k++)
             if (rf_pm_spawn(pm, i, (int)(k % pm->nthreads)) < 0)
                 rf_pm_refuse(pm, i, (int)(k % pm->nthreads), 1);
@@ -855,9 +1247,6 @@ int rf_pm_main(const rf_pm_args_t *a)
     if (pfds == NULL)
         return 70;
     int exit_code = 0;
-    uint64_t grace =
-        (uint64_t)(conf->process_control_timeout > 0 ? conf->process_control_timeout : 2) *
-        1000000000u;
     for (;;) {
         int n = 0;
         pfds[n].fd = pm->sfd;
@@ -891,7 +1280,7 @@ int rf_pm_main(const rf_pm_args_t *a)
         int due = 0;
         for (int i = 0; i < conf->npools; i++)
             due |= pm->pools[i].respawn_due != 0;
-        int rc = poll(pfds, (nfds_t)n, due ? 10 : 1000);
+        int rc = poll(pfds, (nfds_t)n, due || pm->old_deadline_ns ? 10 : 1000);
         if (rc < 0 && errno != EINTR)
             break;
         /* before rf_pm_ctl and rf_pm_reap change pm->xs */
@@ -915,9 +1304,9 @@ int rf_pm_main(const rf_pm_args_t *a)
                 if (a->reopen_logs)
                     a->reopen_logs();
                 rf_log(RF_LOG_NOTICE, "error log file re-opened");
-            } else if (sig == SIGUSR2 || sig == SIGHUP) {
-                rf_log(RF_LOG_WARNING, "reload (SIG%s) is not implemented by ringfpm yet; ignored",
-                       sig == SIGHUP ? "HUP" : "USR2");
+            } else if ((sig == SIGUSR2 || sig == SIGHUP) && !stop) {
+                /* Only returns when the reload did not happen. */
+                rf_pm_reload(pm, sig == SIGHUP ? "HUP" : "USR2");
             }
         }
         if (stop)
@@ -930,6 +1319,7 @@ int rf_pm_main(const rf_pm_args_t *a)
         if (stop)
             break;
         rf_pm_respawn_due(pm);
+        rf_pm_old_deadline(pm);
     }
     rf_sd_notify("STOPPING=1");
     rf_pm_shutdown(pm, grace);

@@ -36,6 +36,11 @@ typedef struct rf_pm_args {
     const char *pidfile;       /* unlinked on exit; may be NULL */
     const char *conf_path;     /* for the process title */
     void (*reopen_logs)(void); /* SIGUSR1 */
+    /* Reload (SIGUSR2 / SIGHUP): the program and the command line the
+     * master re-executes itself with (NULL: no reload). */
+    const char *exe;
+    char *const *argv;
+    int handoff_fd; /* >= 0: this image is a reload's (rf_reload.h) */
 } rf_pm_args_t;
 
 /* Runs until shutdown; returns the process exit status (0, or 70 when
