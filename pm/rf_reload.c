@@ -227,7 +227,7 @@ static int rf_in_list(rf_in_t *in, int **out, int *n, long long lo, long long hi
             in->p++;
         if (*in->p == '\0')
             return 0;
-        long long v;
+        long long v = 0;
         if (*n >= 4096)
             return rf_in_fail(in, "too many values");
         if (rf_in_num(in, lo, hi, 10, &v) < 0)
