@@ -95,16 +95,16 @@ static const rf_directive_t rf_directives[] = {
     G("log_buffering", RF_T_BOOL, log_buffering),
     G("log_level", RF_T_LEVEL, log_level),
     G("log_limit", RF_T_FPM_INT, log_limit),
-    GI("emergency_restart_threshold"),
-    GI("emergency_restart_interval"),
+    G("emergency_restart_threshold", RF_T_FPM_INT, emergency_restart_threshold),
+    G("emergency_restart_interval", RF_T_TIME, emergency_restart_interval),
     G("process_control_timeout", RF_T_TIME, process_control_timeout),
-    GI("process.max"),
+    G("process.max", RF_T_FPM_INT, process_max),
     GI("process.priority"),
     G("daemonize", RF_T_DAEMONIZE, daemonize),
     G("rlimit_files", RF_T_INT, rlimit_files),
     GI("rlimit_core"),
     GI("events.mechanism"),
-    GI("systemd_interval"),
+    G("systemd_interval", RF_T_TIME, systemd_interval),
     /* [global], ringfpm */
     G("responder.threads", RF_T_THREADS, threads),
     G("responder.cpu_list", RF_T_CPUS, cpu_list),
@@ -827,6 +827,8 @@ static int rf_check_path_option(rf_load_t *ld, rf_conf_pool_t *p, const char *wh
 static int rf_validate(rf_load_t *ld)
 {
     rf_conf_t *c = ld->conf;
+    if (c->process_max < 0)
+        return rf_fail(ld, 0, "process_max can't be negative");
     if (c->log_limit < RF_LOG_LIMIT_MIN)
         return rf_fail(ld, 0, "log_limit must be greater than %d", RF_LOG_LIMIT_MIN);
     if (c->npools == 0)
@@ -933,6 +935,7 @@ static void rf_global_defaults(rf_conf_t *c)
     c->log_buffering = 1;
     c->log_limit = RF_LOG_LIMIT_DEFAULT;
     c->daemonize = 1;
+    c->systemd_interval = 10;
     c->backend = RF_IO_AUTO;
     c->idle_timeout_ms = 600000;
 }

@@ -130,6 +130,10 @@ typedef struct rf_conf {
     int daemonize;
     long rlimit_files;
     long process_control_timeout;
+    long emergency_restart_threshold; /* SIGSEGV/SIGBUS deaths that trigger a reload; 0 = off */
+    long emergency_restart_interval;  /* seconds: the window they are counted in */
+    long process_max;                 /* executors over all pools; 0 = no limit */
+    long systemd_interval;            /* seconds between STATUS= heartbeats; 0 = none */
     /* ringfpm [global] */
     int threads; /* 0 = auto */
     int *cpu_list;

@@ -75,6 +75,13 @@ typedef struct rf_pm {
     uint32_t gen;             /* executors started now belong to it: 1, +1 per reload */
     int php_down;             /* a reload's PHP start failed: no executor can start */
     uint64_t old_deadline_ns; /* old generation killed then (process_control_timeout) */
+    int process_max_warned;   /* "The maximum number of processes..." logged */
+    uint64_t *faults;         /* emergency_restart_*: recent SIGSEGV/SIGBUS deaths */
+    size_t nfaults;
+    int reload_due; /* emergency_restart_threshold reached */
+    /* systemd_interval: the next STATUS= (and WATCHDOG=1) heartbeat */
+    uint64_t beat_ns, next_beat_ns, beat_requests;
+    int watchdog;
 } rf_pm_t;
 
 static volatile sig_atomic_t rf_exec_stop;
@@ -310,6 +317,13 @@ static int rf_pm_spawn(rf_pm_t *pm, int pool, int thread)
     const rf_io_pool_t *iop = &pm->a->io->pools[pool];
     if (pm->php_down)
         return -EAGAIN; /* the reload that failed to start PHP said why */
+    if (pm->conf->process_max > 0 && pm->nxs >= (size_t)pm->conf->process_max) {
+        if (!pm->process_max_warned)
+            rf_log(RF_LOG_WARNING, "The maximum number of processes has been reached. Please "
+                                   "review your configuration and consider raising 'process.max'");
+        pm->process_max_warned = 1;
+        return -EAGAIN;
+    }
     rf_chan_opts_t co;
     memset(&co, 0, sizeof(co));
     co.req_ring_size = iop->chan_ring_size;
@@ -560,6 +574,36 @@ static void rf_pm_describe_exit(int status, char *buf, size_t len)
     }
 }
 
+/*
+ * emergency_restart_threshold executors died of SIGSEGV or SIGBUS within
+ * emergency_restart_interval: reload, as php-fpm does (a corrupted opcache
+ * is the usual suspect, and a reload starts it afresh).
+ */
+static void rf_pm_fault(rf_pm_t *pm, uint64_t now)
+{
+    const rf_conf_t *c = pm->conf;
+    if (c->emergency_restart_threshold <= 0 || c->emergency_restart_interval <= 0)
+        return;
+    uint64_t window = (uint64_t)c->emergency_restart_interval * 1000000000u;
+    size_t keep = 0;
+    for (size_t i = 0; i < pm->nfaults; i++)
+        if (now - pm->faults[i] <= window)
+            pm->faults[keep++] = pm->faults[i];
+    pm->nfaults = keep;
+    uint64_t *n = realloc(pm->faults, (pm->nfaults + 1) * sizeof(*n));
+    if (n == NULL)
+        return;
+    pm->faults = n;
+    pm->faults[pm->nfaults++] = now;
+    if (pm->nfaults < (size_t)c->emergency_restart_threshold)
+        return;
+    pm->nfaults = 0;
+    rf_log(RF_LOG_WARNING,
+           "failed processes threshold (%ld in %ld sec) is reached, initiating reload",
+           c->emergency_restart_threshold, c->emergency_restart_interval);
+    pm->reload_due = 1;
+}
+
 /* Returns 1 when the responder itself died. */
 static int rf_pm_reap(rf_pm_t *pm)
 {
@@ -586,6 +630,9 @@ static int rf_pm_reap(rf_pm_t *pm)
                "[pool %s] child %d exited %s after %.6f seconds from start", p->name, pid, how,
                age);
         int pool = x->pool, retiring = x->retiring, old = x->old;
+        if (WIFSIGNALED(status) && (WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGBUS))
+            rf_pm_fault(pm, now);
+        pm->process_max_warned = 0;
         rf_board_slot_free(pm->board, pool, x->slot);
         if (!old) {
             pm->pools[pool].live--;
@@ -618,6 +665,8 @@ static void rf_pm_respawn_due(rf_pm_t *pm)
     for (int i = 0; i < pm->conf->npools; i++) {
         rf_pm_pool_t *pp = &pm->pools[i];
         while (pp->respawn_due && now >= pp->respawn_at_ns && !pm->stopping) {
+            if (pm->conf->process_max > 0 && pm->nxs >= (size_t)pm->conf->process_max)
+                return; /* owed until an executor exits (rf_pm_spawn warned) */
             pp->respawn_due--;
             if (pp->live >= (uint32_t)pm->conf->pools[i].pm_max_children)
                 continue;
@@ -872,7 +921,8 @@ static int rf_pm_test_config(rf_pm_t *pm)
  */
 static void rf_pm_reload(rf_pm_t *pm, const char *signame)
 {
-    rf_log(RF_LOG_NOTICE, "Reloading in progress ... (SIG%s)", signame);
+    rf_log(RF_LOG_NOTICE, "Reloading in progress ...");
+    rf_log_debug("reload asked for by %s", signame);
     if (pm->a->exe == NULL || pm->a->argv == NULL) {
         rf_log(RF_LOG_ERROR, "reload: the program's own path is unknown; not reloading");
         return;
@@ -1116,6 +1166,54 @@ static void rf_pm_old_deadline(rf_pm_t *pm)
         }
 }
 
+/* ---- systemd heartbeat ---------------------------------------------------------- */
+
+/* Under systemd ($NOTIFY_SOCKET): every systemd_interval seconds, or half
+ * of $WATCHDOG_USEC when the unit has a watchdog, php-fpm's STATUS= line
+ * (and WATCHDOG=1). */
+static void rf_pm_heartbeat_init(rf_pm_t *pm)
+{
+    if (getenv("NOTIFY_SOCKET") == NULL)
+        return;
+    const char *wd = getenv("WATCHDOG_USEC"), *wpid = getenv("WATCHDOG_PID");
+    uint64_t every = (uint64_t)pm->conf->systemd_interval * 1000000000u;
+    if (wd && (wpid == NULL || atol(wpid) == (long)getpid()) && strtoull(wd, NULL, 10) > 0) {
+        every = strtoull(wd, NULL, 10) * 500u; /* half the timeout, in ns */
+        pm->watchdog = 1;
+        rf_log(RF_LOG_NOTICE, "systemd watchdog configured to %.3gsec", (double)every / 1e9);
+    }
+    if (every == 0)
+        return;
+    pm->beat_ns = every;
+    pm->next_beat_ns = rf_mono_ns() + every;
+}
+
+static void rf_pm_heartbeat(rf_pm_t *pm)
+{
+    uint64_t now = rf_mono_ns();
+    if (pm->next_beat_ns == 0 || now < pm->next_beat_ns)
+        return;
+    pm->next_beat_ns = now + pm->beat_ns;
+    uint64_t active = 0, idle = 0, requests = 0, slow = 0;
+    for (int i = 0; i < pm->conf->npools; i++) {
+        rf_board_stats_t st;
+        if (rf_board_stats_get(pm->board, i, &st) < 0)
+            continue;
+        active += st.active;
+        idle += st.idle;
+        requests += st.accepted_conn;
+        slow += st.slow_requests;
+    }
+    double rate = (double)(requests - pm->beat_requests) * 1e9 / (double)pm->beat_ns;
+    pm->beat_requests = requests;
+    if (rf_sd_notifyf("READY=1\n%sSTATUS=Processes active: %llu, idle: %llu, Requests: %llu, "
+                      "slow: %llu, Traffic: %.3greq/sec",
+                      pm->watchdog ? "WATCHDOG=1\n" : "", (unsigned long long)active,
+                      (unsigned long long)idle, (unsigned long long)requests,
+                      (unsigned long long)slow, rate) < 0)
+        rf_log(RF_LOG_NOTICE, "failed to notify status to systemd");
+}
+
 /* ---- main loop ------------------------------------------------------------------ */
 
 int rf_pm_main(const rf_pm_args_t *a)
@@ -1234,6 +1332,7 @@ int rf_pm_main(const rf_pm_args_t *a)
     rf_log(RF_LOG_NOTICE, "fpm is running, pid %d", (int)getpid());
     rf_log(RF_LOG_NOTICE, "ready to handle connections");
     rf_sd_notifyf("READY=1\nMAINPID=%d\nSTATUS=Ready to handle connections", (int)getpid());
+    rf_pm_heartbeat_init(pm);
     if (a->notify_fd >= 0) {
         char ok = 1;
         ssize_t w = write(a->notify_fd, &ok, 1);
@@ -1280,7 +1379,14 @@ int rf_pm_main(const rf_pm_args_t *a)
         int due = 0;
         for (int i = 0; i < conf->npools; i++)
             due |= pm->pools[i].respawn_due != 0;
-        int rc = poll(pfds, (nfds_t)n, due || pm->old_deadline_ns ? 10 : 1000);
+        int wait_ms = due || pm->old_deadline_ns ? 10 : 1000;
+        if (pm->next_beat_ns) {
+            uint64_t now = rf_mono_ns();
+            uint64_t left = pm->next_beat_ns > now ? (pm->next_beat_ns - now) / 1000000u + 1 : 0;
+            if (left < (uint64_t)wait_ms)
+                wait_ms = (int)left;
+        }
+        int rc = poll(pfds, (nfds_t)n, wait_ms);
         if (rc < 0 && errno != EINTR)
             break;
         /* before rf_pm_ctl and rf_pm_reap change pm->xs */
@@ -1320,6 +1426,11 @@ int rf_pm_main(const rf_pm_args_t *a)
             break;
         rf_pm_respawn_due(pm);
         rf_pm_old_deadline(pm);
+        if (pm->reload_due) {
+            pm->reload_due = 0;
+            rf_pm_reload(pm, "emergency_restart_threshold");
+        }
+        rf_pm_heartbeat(pm);
     }
     rf_sd_notify("STOPPING=1");
     rf_pm_shutdown(pm, grace);
@@ -1334,6 +1445,7 @@ int rf_pm_main(const rf_pm_args_t *a)
     free(pm->thread_load);
     free(pm->pools);
     free(pm->xs);
+    free(pm->faults);
     a->io->board = NULL;
     rf_board_destroy(pm->board);
     return exit_code;

@@ -168,6 +168,32 @@ class PmCase(unittest.TestCase):
         return p
 
 
+class ProcessMaxTest(PmCase):
+    def test_process_max_caps_executors_over_all_pools(self):
+        self.start({"pm": "static", "pm.max_children": "3"}, {"process.max": "2"})
+        pids = self.wait_total(2)
+        self.assertIsNotNone(self.server.wait_log(
+            r"WARNING: The maximum number of processes has been reached\. Please review your "
+            r"configuration and consider raising 'process\.max'", timeout=3),
+            self.server.diagnostics())
+        time.sleep(0.3)
+        self.assertEqual(len(self.pids()), 2)
+        # a dead one is still replaced, within the cap
+        os.kill(pids[0], signal.SIGKILL)
+        replaced = wait_until(lambda: len(self.pids()) == 2 and pids[0] not in self.pids(), 3.0)
+        self.assertTrue(replaced, "%r\n%s" % (self.pids(), self.server.diagnostics()))
+        self.get_ok("pid.php")
+
+    def test_negative_process_max_is_refused(self):
+        server = phpserver.RingFpmPhp({"process.max": "-1"},
+                                      {"www": {"executor.type": "php", "pm": "static",
+                                               "pm.max_children": "1"}})
+        self.addCleanup(server.cleanup)
+        out = server.config_test()
+        self.assertEqual(out.returncode, 78, out.stderr)
+        self.assertIn("process_max can't be negative", out.stderr + out.stdout)
+
+
 class StaticTest(PmCase):
     def test_max_children_executors_and_a_killed_one_is_replaced(self):
         self.start({"pm": "static", "pm.max_children": "3"})

@@ -218,5 +218,36 @@ class ReloadTest(ReloadCase):
         self.assertTrue(self.server.alive())
 
 
+class EmergencyRestartTest(ReloadCase):
+    def test_segfaults_within_the_interval_reload(self):
+        self.start({"pm": "static", "pm.max_children": "2"},
+                   {"emergency_restart_threshold": "2", "emergency_restart_interval": "10s"})
+        first = self.wait_total(2)
+        mark = len(self.server.log())
+        os.kill(first[0], signal.SIGSEGV)
+        time.sleep(0.3)
+        self.assertNotIn("Reloading in progress", self.server.log()[mark:])
+        os.kill(first[1], signal.SIGSEGV)
+        self.assertIsNotNone(self.server.wait_log(
+            r"failed processes threshold \(2 in 10 sec\) is reached, initiating reload",
+            timeout=5, start=mark), self.server.diagnostics())
+        self.assertIsNotNone(self.server.wait_log(r"Reloading in progress", timeout=5,
+                                                  start=mark))
+        self.assertIsNotNone(self.server.wait_log(r"generation 2 starts", timeout=5, start=mark),
+                             self.server.diagnostics())
+        self.wait_total(2, timeout=5)
+        self.get_ok("pid.php")
+
+    def test_off_by_default(self):
+        self.start({"pm": "static", "pm.max_children": "2"})
+        pids = self.wait_total(2)
+        mark = len(self.server.log())
+        for pid in pids:
+            os.kill(pid, signal.SIGSEGV)
+        self.wait_total(2, timeout=5)
+        time.sleep(0.3)
+        self.assertNotIn("Reloading in progress", self.server.log()[mark:])
+
+
 if __name__ == "__main__":
     unittest.main()
