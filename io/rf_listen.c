@@ -350,20 +350,32 @@ int rf_listen_open_all(rf_io_t *io)
     return 0;
 }
 
-void rf_listen_close_all(rf_io_t *io)
+void rf_listen_shut(rf_io_t *io)
 {
     for (int i = 0; i < io->nlisteners; i++) {
         rf_listener_t *l = &io->listeners[i];
         if (l->fds == NULL)
             continue;
-        int n = l->unix_sock ? 1 : io->nthreads;
-        for (int k = 0; k < n; k++)
-            if (l->fds[k] >= 0)
-                close(l->fds[k]);
         if (l->unix_sock && l->fds[0] >= 0)
             unlink(l->pool->listen);
-        rf_free(l->fds);
-        rf_free(l->allowed);
+        int n = l->unix_sock ? 1 : io->nthreads;
+        for (int k = 0; k < n; k++)
+            if (l->fds[k] >= 0) {
+                /* Out of the listening state (and out of its SO_REUSEPORT
+                 * group) even while an io_uring accept still holds it. */
+                shutdown(l->fds[k], SHUT_RDWR);
+                close(l->fds[k]);
+                l->fds[k] = -1;
+            }
+    }
+}
+
+void rf_listen_close_all(rf_io_t *io)
+{
+    rf_listen_shut(io);
+    for (int i = 0; i < io->nlisteners; i++) {
+        rf_free(io->listeners[i].fds);
+        rf_free(io->listeners[i].allowed);
     }
     rf_free(io->listeners);
     io->listeners = NULL;

@@ -68,6 +68,7 @@ typedef struct rf_pm {
     rf_pm_pool_t *pools;
     rf_board_t *board; /* shared with the responder and every executor */
     int stopping;
+    int finishing; /* SIGQUIT: the responder drains, executors still serve */
     pid_t master;
 } rf_pm_t;
 
@@ -93,6 +94,16 @@ static int rf_pidfd_open(int pid)
 static int rf_pool_is_php(const rf_conf_pool_t *p)
 {
     return p->executor_type == RF_EXEC_PHP;
+}
+
+/* How long a graceful stop (SIGQUIT) lets the responder finish the
+ * requests it has: process_control_timeout, or 30 s when that is 0 (php-fpm
+ * would then cut them at once; 30 s is the QUIT step of Debian's init
+ * script, after which it sends TERM anyway). */
+static uint64_t rf_pm_finish_ns(const rf_conf_t *conf)
+{
+    long s = conf->process_control_timeout > 0 ? conf->process_control_timeout : 30;
+    return (uint64_t)s * 1000000000u;
 }
 
 /* ---- executors -------------------------------------------------------------- */
@@ -557,7 +568,7 @@ static int rf_pm_reap(rf_pm_t *pm)
         char how[96];
         rf_pm_describe_exit(status, how, sizeof(how));
         if (pid == pm->responder) {
-            if (!pm->stopping)
+            if (!pm->stopping && !pm->finishing)
                 rf_log(RF_LOG_ALERT, "the responder (pid %d) exited %s", pid, how);
             pm->responder = -1;
             responder_died = 1;
@@ -677,9 +688,17 @@ static void rf_pm_responder_child(rf_pm_t *pm, int ready_fd)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGQUIT);
+    uint64_t finish_by = 0; /* SIGQUIT: draining until then */
     for (;;) {
-        int sig = sigwaitinfo(&sigs, NULL);
-        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+        struct timespec tick = {0, 20000000};
+        int sig = finish_by ? sigtimedwait(&sigs, NULL, &tick) : sigwaitinfo(&sigs, NULL);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        if (sig == SIGQUIT && !finish_by) {
+            finish_by = rf_mono_ns() + rf_pm_finish_ns(pm->conf);
+            rf_io_drain(io);
+        }
+        if (finish_by && (rf_io_drained(io) || rf_mono_ns() >= finish_by))
             break;
     }
     rf_io_stop(io);
@@ -727,16 +746,22 @@ static void rf_pm_signal_all(rf_pm_t *pm, int sig)
         kill(pm->xs[i].pid, sig);
 }
 
-static void rf_pm_shutdown(rf_pm_t *pm, uint64_t grace_ns)
+/* sig: SIGTERM, or SIGQUIT after a graceful stop drained the responder
+ * (the executors are idle: they get 1 s to exit cleanly, then SIGTERM). */
+static void rf_pm_shutdown(rf_pm_t *pm, int sig, uint64_t grace_ns)
 {
     pm->stopping = 1;
-    rf_pm_signal_all(pm, SIGTERM);
-    uint64_t deadline = rf_mono_ns() + grace_ns;
+    rf_pm_signal_all(pm, sig);
+    uint64_t deadline = rf_mono_ns() + (sig == SIGQUIT ? 1000000000u : grace_ns);
     while (pm->responder > 0 || pm->nxs) {
         rf_pm_reap(pm);
         if (pm->responder <= 0 && pm->nxs == 0)
             break;
-        if (rf_mono_ns() > deadline) {
+        if (rf_mono_ns() > deadline && sig == SIGQUIT) {
+            sig = SIGTERM;
+            rf_pm_signal_all(pm, SIGTERM);
+            deadline = rf_mono_ns() + grace_ns;
+        } else if (rf_mono_ns() > deadline) {
             rf_pm_signal_all(pm, SIGKILL);
             deadline = UINT64_MAX;
         }
@@ -822,15 +847,24 @@ int rf_pm_main(const rf_pm_args_t *a)
     if (rf_pm_start_responder(pm) < 0) {
         /* php-fpm exits 78 when its listen sockets cannot be set up. */
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
-        rf_pm_shutdown(pm, 1000000000u);
+        rf_pm_shutdown(pm, SIGTERM, 1000000000u);
         return 78;
     }
     if (php) {
+        /* The executors' SIGQUIT handler, set before PHP starts: zend_signal
+         * takes its snapshot of the handlers here and puts that snapshot
+         * back at every request, so a handler set only after the fork is
+         * lost once an executor has run two requests. The master never runs
+         * it: it keeps SIGQUIT blocked and reads it from its signalfd. */
+        struct sigaction sq;
+        memset(&sq, 0, sizeof(sq));
+        sq.sa_handler = rf_exec_on_quit;
+        sigaction(SIGQUIT, &sq, NULL);
         int rc = rf_php_startup(a->php);
         if (rc < 0) {
             rf_log(RF_LOG_ERROR, "PHP failed to start (%s): FPM initialization failed",
                    strerror(-rc));
-            rf_pm_shutdown(pm, 1000000000u);
+            rf_pm_shutdown(pm, SIGTERM, 1000000000u);
             return 70;
         }
     }
@@ -855,6 +889,7 @@ int rf_pm_main(const rf_pm_args_t *a)
     if (pfds == NULL)
         return 70;
     int exit_code = 0;
+    uint64_t finish_by = 0; /* SIGQUIT: the responder must be gone by then */
     uint64_t grace =
         (uint64_t)(conf->process_control_timeout > 0 ? conf->process_control_timeout : 2) *
         1000000000u;
@@ -907,10 +942,16 @@ int rf_pm_main(const rf_pm_args_t *a)
             int sig = (int)si.ssi_signo;
             if (sig == SIGTERM || sig == SIGINT) {
                 rf_log(RF_LOG_NOTICE, "Terminating ...");
+                pm->finishing = 0; /* terminating overrides finishing */
                 stop = 1;
-            } else if (sig == SIGQUIT) {
+            } else if (sig == SIGQUIT && !pm->finishing) {
+                /* Graceful: the responder stops accepting and answers what
+                 * it has; the executors serve it until it is gone. */
                 rf_log(RF_LOG_NOTICE, "Finishing ...");
-                stop = 1;
+                pm->finishing = 1;
+                finish_by = rf_mono_ns() + rf_pm_finish_ns(conf) + 1000000000u;
+                if (pm->responder > 0)
+                    kill(pm->responder, SIGQUIT);
             } else if (sig == SIGUSR1) {
                 if (a->reopen_logs)
                     a->reopen_logs();
@@ -922,17 +963,19 @@ int rf_pm_main(const rf_pm_args_t *a)
         }
         if (stop)
             pm->stopping = 1; /* executors hit by the same ^C exit as expected */
-        if (rf_pm_reap(pm) && !pm->stopping) {
+        if (rf_pm_reap(pm) && !pm->stopping && !pm->finishing) {
             rf_log(RF_LOG_ALERT, "the responder died: stopping");
             exit_code = 70;
             stop = 1;
         }
+        if (pm->finishing && (pm->responder <= 0 || rf_mono_ns() >= finish_by))
+            stop = 1;
         if (stop)
             break;
         rf_pm_respawn_due(pm);
     }
     rf_sd_notify("STOPPING=1");
-    rf_pm_shutdown(pm, grace);
+    rf_pm_shutdown(pm, pm->finishing && pm->responder <= 0 ? SIGQUIT : SIGTERM, grace);
     free(pfds);
     free(said_of);
     for (int i = 0; i < pm->nthreads; i++)
