@@ -60,6 +60,12 @@ typedef struct rf_io_pool {
     uint32_t slowlog_ms;       /* request_slowlog_timeout: counted as "slow requests" */
     int overload_fcgi;         /* refuse with FCGI_OVERLOADED instead of Status: 503 */
     uint32_t chan_ring_size;   /* rf_chan ring size both ways (0: rf_chan's default) */
+
+    /* listen.acl_users / listen.acl_groups: comma-separated names or ids
+     * given read and write by a POSIX ACL on the unix socket (instead of
+     * listen_owner / listen_group); NULL = none. */
+    const char *listen_acl_users;
+    const char *listen_acl_groups;
 } rf_io_pool_t;
 
 typedef struct rf_io_conf {
