@@ -108,6 +108,52 @@ static uint64_t rf_pm_finish_ns(const rf_conf_t *conf)
 
 /* ---- executors -------------------------------------------------------------- */
 
+/* A pool's access.log path: relative to the pool's prefix, else the global
+ * one, else /usr (php-fpm's). */
+static void rf_pm_access_path(const rf_pm_t *pm, const rf_conf_pool_t *p, char *buf, size_t len)
+{
+    const char *base = p->prefix ? p->prefix : pm->conf->prefix ? pm->conf->prefix : "/usr";
+    if (p->access_log[0] == '/')
+        snprintf(buf, len, "%s", p->access_log);
+    else
+        snprintf(buf, len, "%s/%s", base, p->access_log);
+}
+
+/*
+ * SIGUSR1 after a rotation renamed the access logs away. php-fpm's master
+ * opens them anew as root and recycles its workers; executors here reopen
+ * the path themselves once they see it names another file (checked at most
+ * once a second), but as the pool's user, who often may not create files
+ * where logs live. So the master creates each missing file for them, mode
+ * 0600, owned by the pool's user and group. An existing file is left alone.
+ */
+static void rf_pm_reopen_access_logs(const rf_pm_t *pm)
+{
+    for (int i = 0; i < pm->conf->npools; i++) {
+        const rf_conf_pool_t *p = &pm->conf->pools[i];
+        if (!rf_pool_is_php(p) || !p->access_log || !p->access_log[0] ||
+            (p->chroot && p->chroot[0]))
+            continue;
+        char path[4096];
+        rf_pm_access_path(pm, p, path, sizeof(path));
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            if (errno != EEXIST)
+                rf_log(RF_LOG_ERROR, "[pool %s] failed to open access log (%s): %s (%d)", p->name,
+                       path, strerror(errno), errno);
+            continue;
+        }
+        uid_t uid;
+        gid_t gid;
+        const char *failed = NULL;
+        if (geteuid() == 0 && rf_ids_lookup(p->user, p->group, &uid, &gid, &failed) == 0 &&
+            (uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0)
+            rf_log(RF_LOG_ERROR, "[pool %s] failed to chown() the access log (%s): %s (%d)",
+                   p->name, path, strerror(errno), errno);
+        close(fd);
+    }
+}
+
 static void rf_exec_on_quit(int sig)
 {
     (void)sig;
@@ -162,18 +208,13 @@ static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *c
             rf_log(RF_LOG_ERROR, "[pool %s] cannot open slowlog '%s': %s (%d)", p->name, s,
                    strerror(errno), errno);
     }
-    /* access.log: opened here, still privileged, as php-fpm's master does;
-     * relative to the pool's prefix, else the global one, else /usr. */
+    /* access.log: opened here, still privileged, as php-fpm's master does. */
     char acc_path[4096];
     int acc_fd = -1;
     const char **acc_sup = NULL;
     size_t acc_nsup = 0;
     if (p->access_log && p->access_log[0]) {
-        const char *base = p->prefix ? p->prefix : pm->conf->prefix ? pm->conf->prefix : "/usr";
-        if (p->access_log[0] == '/')
-            snprintf(acc_path, sizeof(acc_path), "%s", p->access_log);
-        else
-            snprintf(acc_path, sizeof(acc_path), "%s/%s", base, p->access_log);
+        rf_pm_access_path(pm, p, acc_path, sizeof(acc_path));
         acc_fd = open(acc_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
         if (acc_fd < 0)
             rf_log(RF_LOG_ERROR, "[pool %s] failed to open access log (%s): %s (%d)", p->name,
@@ -956,6 +997,8 @@ int rf_pm_main(const rf_pm_args_t *a)
                 if (a->reopen_logs)
                     a->reopen_logs();
                 rf_log(RF_LOG_NOTICE, "error log file re-opened");
+                rf_pm_reopen_access_logs(pm);
+                rf_log(RF_LOG_NOTICE, "access log file re-opened");
             } else if (sig == SIGUSR2 || sig == SIGHUP) {
                 rf_log(RF_LOG_WARNING, "reload (SIG%s) is not implemented by ringfpm yet; ignored",
                        sig == SIGHUP ? "HUP" : "USR2");
