@@ -12,8 +12,8 @@ Each test starts its own ringfpm (phpserver.RingFpmPhp) and sends the signal
 to the master; requests go over raw FastCGI to tests/integration/php/. The
 graceful-stop tests run on both backends (io_uring where available, epoll).
 ringfpm only (RF_PEER is ignored): php-fpm cuts running requests on QUIT when
-process_control_timeout is 0. Skipped where PHP cannot run (a sanitizer
-build).
+process_control_timeout is 0. The PHP tests are skipped where PHP cannot run
+(a sanitizer build); EngineQuit* use the built-in handler and run there too.
 """
 
 import os
@@ -32,14 +32,15 @@ import phpserver
 from test_pm import Pending, params
 
 
-def setUpModule():
-    reason = phpserver.missing_reason("ringfpm")
-    if reason:
-        raise unittest.SkipTest(reason)
-
-
 class SignalCase(unittest.TestCase):
     io_backend = "auto"
+
+    def setUp(self):
+        reason = phpserver.missing_reason("ringfpm")
+        if reason:
+            self.skipTest(reason)
+        if self.io_backend == "io_uring" and not harness.io_uring_available():
+            self.skipTest("io_uring is not available on this machine")
 
     def start(self, pool=None, global_opts=None):
         opts = {"listen": None, "executor.type": "php", "pm": "static", "pm.max_children": "2"}
@@ -95,10 +96,6 @@ class SignalCase(unittest.TestCase):
 
 class QuitUringTest(SignalCase):
     io_backend = "io_uring"
-
-    def setUp(self):
-        if self.io_backend == "io_uring" and not harness.io_uring_available():
-            self.skipTest("io_uring is not available on this machine")
 
     def test_quit_finishes_the_running_request_and_refuses_new_ones(self):
         self.start(global_opts={"process_control_timeout": "10s"})
@@ -173,6 +170,47 @@ class QuitUringTest(SignalCase):
 
 
 class QuitEpollTest(QuitUringTest):
+    io_backend = "epoll"
+
+
+class EngineQuitUringTest(SignalCase):
+    """The graceful stop with the built-in handler (no PHP: runs in the
+    sanitizer build too): a request half received when QUIT comes is still
+    answered once its last record arrives."""
+
+    io_backend = "io_uring"
+
+    def setUp(self):
+        if self.io_backend == "io_uring" and not harness.io_uring_available():
+            self.skipTest("io_uring is not available on this machine")
+
+    def test_quit_answers_a_request_still_arriving(self):
+        self.server = harness.RingFpm({"io.backend": self.io_backend,
+                                       "process_control_timeout": "10s"},
+                                      {"www": {"listen": None}})
+        self.addCleanup(self.server.cleanup)
+        self.server.start()
+        idle = self.server.connect(timeout=5.0)
+        self.assertEqual(idle.request(fcgi.default_params("/hello")).status_code(), 200)
+        half = self.server.connect(timeout=5.0)
+        half.send(fcgi.build_request(1, fcgi.default_params("/hello"), terminate_stdin=False))
+        time.sleep(0.2)
+        self.send_signal(signal.SIGQUIT)
+        self.assertIsNotNone(self.server.wait_log(r"NOTICE: Finishing \.\.\."), self.server.log())
+        with self.assertRaises(fcgi.PeerClosed):
+            idle.read_record(timeout=1.0)
+        idle.close()
+        self.assert_refused()
+        self.assertTrue(self.server.alive())
+        half.send(fcgi.stdin_records(1))
+        self.assertEqual(half.read_response(1).status_code(), 200)
+        self.assertTrue(half.wait_closed(2.0), "the connection stayed open after the stop")
+        half.close()
+        self.assertEqual(self.wait_exit(3.0), 0, self.server.diagnostics())
+        self.assertIsNone(self.server.sanitizer_report(), self.server.sanitizer_report())
+
+
+class EngineQuitEpollTest(EngineQuitUringTest):
     io_backend = "epoll"
 
 
