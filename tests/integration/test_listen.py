@@ -13,6 +13,7 @@ import unittest
 
 import fcgi
 import harness
+import phpserver
 
 
 def start_fails(test, opts):
@@ -142,7 +143,10 @@ class ListenAclTest(unittest.TestCase):
 
     def test_unknown_acl_user_is_a_start_up_error(self):
         server = start_fails(self, {"listen.acl_users": "nobody,no-such-user-rf"})
-        self.assertEqual(server.returncode, 78)
+        # A sanitizer build exits 1 here: LeakSanitizer reports what the
+        # master's early return does not free (as for listen.owner).
+        if not phpserver.sanitizer_build():
+            self.assertEqual(server.returncode, 78)
         self.assertIn("ERROR: [pool www] cannot get uid for user 'no-such-user-rf': Success (0)",
                       server.log())
         self.assertFalse(os.path.exists(server.address))
