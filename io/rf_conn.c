@@ -202,12 +202,16 @@ static void rf_conn_timer(rf_thread_t *t, rf_conn_t *c, int kind)
     rf_link_append(&t->timers[c->pool_idx * RF_TIMER_KINDS + kind - 1], &c->tlink);
 }
 
+static void rf_conn_close_after_flush(rf_thread_t *t, rf_conn_t *c);
+
 static void rf_conn_update_timer(rf_thread_t *t, rf_conn_t *c)
 {
     if (c->dead || c->closing)
         return; /* its timer is the linger deadline, or none */
     if (!rf_proto_idle(&c->proto))
         rf_conn_timer(t, c, RF_TIMER_READ);
+    else if (c->proto.nreqs == 0 && t->draining)
+        rf_conn_close_after_flush(t, c); /* graceful stop: no keep-alive */
     else if (c->proto.nreqs == 0)
         rf_conn_timer(t, c, RF_TIMER_IDLE);
     else
@@ -221,6 +225,19 @@ static void rf_conn_close_after_flush(rf_thread_t *t, rf_conn_t *c)
     rf_link_remove(&c->tlink);
     c->timer = RF_TIMER_NONE;
     rf_conn_dirty(t, c);
+}
+
+/* A connection that was accepted but has not sent its first record yet
+ * (RF_TIMER_READ) is kept: its client connected before the stop and its
+ * request is on the way; request.read_timeout and the drain's deadline
+ * bound it. */
+void rf_conn_drain(rf_thread_t *t)
+{
+    for (uint32_t i = 0; i < t->nslots; i++) {
+        rf_conn_t *c = t->slots[i];
+        if (c && !c->dead && !c->closing && c->timer == RF_TIMER_IDLE)
+            rf_conn_close_after_flush(t, c);
+    }
 }
 
 /* ---- requests --------------------------------------------------------------- */

@@ -86,6 +86,16 @@ static int rf_epoll_listen(rf_thread_t *t)
     return 0;
 }
 
+static void rf_epoll_unlisten(rf_thread_t *t)
+{
+    rf_epoll_t *e = t->be_data;
+    for (int i = 0; i < t->io->nlisteners; i++) {
+        if (e->accept_retry_ns[i] == 0)
+            epoll_ctl(e->epfd, EPOLL_CTL_DEL, rf_epoll_listener_fd(t, &t->io->listeners[i]), NULL);
+        e->accept_retry_ns[i] = 0;
+    }
+}
+
 static int rf_epoll_conn_start(rf_thread_t *t, rf_conn_t *c)
 {
     rf_epoll_t *e = t->be_data;
@@ -254,7 +264,7 @@ static int rf_epoll_poll(rf_thread_t *t, int timeout_ms)
         uint8_t op = ud & 0xff;
         uint32_t slot = (uint32_t)(ud >> 8) & 0xffffff;
         if (op == RF_EP_ACCEPT) {
-            if (!t->stop)
+            if (!t->stop && !t->draining)
                 rf_epoll_accept(t, (int)slot);
             continue;
         }
@@ -297,6 +307,7 @@ const rf_backend_ops_t rf_epoll_ops = {
     .init = rf_epoll_init,
     .fini = rf_epoll_fini,
     .listen = rf_epoll_listen,
+    .unlisten = rf_epoll_unlisten,
     .conn_start = rf_epoll_conn_start,
     .flush = rf_epoll_flush,
     .close = rf_epoll_close,

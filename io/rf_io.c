@@ -156,6 +156,14 @@ static void *rf_thread_main(void *arg)
         }
         rf_disp_run(t);
         rf_thread_after_events(t);
+        if (__atomic_load_n(&t->drain, __ATOMIC_ACQUIRE) && !t->draining) {
+            t->draining = 1;
+            t->be->unlisten(t);
+            rf_conn_drain(t);
+            __atomic_store_n(&t->unlistened, 1, __ATOMIC_RELEASE);
+        }
+        if (t->draining)
+            __atomic_store_n(&t->drained, t->nconns == 0, __ATOMIC_RELEASE);
         if (__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE) && !stopping) {
             stopping = 1;
             stop_deadline = t->now_ns + 2000000000u;
@@ -342,6 +350,30 @@ fail:
         rf_board_destroy(io->conf_copy.board);
     rf_free(io);
     return rc;
+}
+
+void rf_io_drain(rf_io_t *io)
+{
+    for (int i = 0; i < io->nthreads; i++)
+        __atomic_store_n(&io->threads[i].drain, 1, __ATOMIC_RELEASE);
+    /* A thread sees the flag within RF_POLL_MS. The sockets are shut down
+     * even if one does not answer: shutdown() refuses new connections
+     * whatever accept the kernel still holds. */
+    for (int i = 0; i < io->nthreads; i++)
+        for (int ms = 0; ms < 1000; ms++) {
+            if (__atomic_load_n(&io->threads[i].unlistened, __ATOMIC_ACQUIRE))
+                break;
+            usleep(1000);
+        }
+    rf_listen_shut(io);
+}
+
+int rf_io_drained(rf_io_t *io)
+{
+    for (int i = 0; i < io->nthreads; i++)
+        if (!__atomic_load_n(&io->threads[i].drained, __ATOMIC_ACQUIRE))
+            return 0;
+    return 1;
 }
 
 void rf_io_stop(rf_io_t *io)

@@ -60,6 +60,12 @@ typedef struct rf_io_pool {
     uint32_t slowlog_ms;       /* request_slowlog_timeout: counted as "slow requests" */
     int overload_fcgi;         /* refuse with FCGI_OVERLOADED instead of Status: 503 */
     uint32_t chan_ring_size;   /* rf_chan ring size both ways (0: rf_chan's default) */
+
+    /* listen.acl_users / listen.acl_groups: comma-separated names or ids
+     * given read and write by a POSIX ACL on the unix socket (instead of
+     * listen_owner / listen_group); NULL = none. */
+    const char *listen_acl_users;
+    const char *listen_acl_groups;
 } rf_io_pool_t;
 
 typedef struct rf_io_conf {
@@ -109,6 +115,19 @@ int rf_io_start(rf_io_t **out, const rf_io_conf_t *conf);
 
 /* Stop accepting, close every connection, join the threads, free. */
 void rf_io_stop(rf_io_t *io);
+
+/*
+ * Graceful stop, first half: every thread stops accepting, then the listen
+ * sockets are closed (new connections are refused, unix socket files
+ * removed); idle keep-alive connections are closed, and every other
+ * connection closes once the requests received on it are answered (no new
+ * request is accepted on it after that). Returns once the sockets are
+ * closed (at most about a second). Poll rf_io_drained, then rf_io_stop.
+ */
+void rf_io_drain(rf_io_t *io);
+
+/* After rf_io_drain: 1 when no thread has a connection left, else 0. */
+int rf_io_drained(rf_io_t *io);
 
 /* The backend actually running. */
 int rf_io_backend(const rf_io_t *io);

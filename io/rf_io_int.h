@@ -166,6 +166,10 @@ typedef struct rf_backend_ops {
     void (*fini)(rf_thread_t *t);
     /* Start accepting on every listener. */
     int (*listen)(rf_thread_t *t);
+    /* Stop accepting for good (graceful stop): cancel or unregister every
+     * listener and never re-arm one; the sockets themselves are closed by
+     * the main thread afterwards (rf_listen_shut). */
+    void (*unlisten)(rf_thread_t *t);
     /* A new connection: start receiving. */
     int (*conn_start)(rf_thread_t *t, rf_conn_t *c);
     /* Push queued output (called at the end of a loop iteration). */
@@ -231,6 +235,13 @@ struct rf_thread {
     int cpu; /* -1: not pinned */
     int stop;
     int started; /* 1 ok, -errno failed */
+    /* Graceful stop (rf_io_drain): `drain` is set by the main thread; the
+     * thread then stops accepting (`draining`, its own), says so in
+     * `unlistened`, and sets `drained` once it has no connection left. */
+    int drain;
+    int draining;
+    int unlistened;
+    int drained;
 
     rf_conn_t **slots; /* connection table; index is part of user_data */
     uint32_t nslots;
@@ -283,6 +294,9 @@ void rf_conn_fd_closed(rf_thread_t *t, rf_conn_t *c);
 void rf_conn_finish(rf_thread_t *t, rf_conn_t *c);
 /* Close c at once (error, timeout, shutdown). */
 void rf_conn_close(rf_thread_t *t, rf_conn_t *c);
+/* Graceful stop begins on t: close every idle keep-alive connection; the
+ * others close once their requests are answered (no more keep-alive). */
+void rf_conn_drain(rf_thread_t *t);
 /* Look a connection up by slot and generation (NULL when stale). */
 rf_conn_t *rf_conn_lookup(rf_thread_t *t, uint32_t slot, uint32_t gen);
 /* Fill iov with queued output; returns the count and the bytes. */
@@ -325,6 +339,10 @@ void rf_disp_abort(rf_req_t *r);
 /* Open the listeners of every pool (TCP: nthreads sockets each). */
 int rf_listen_open_all(rf_io_t *io);
 void rf_listen_close_all(rf_io_t *io);
+/* Refuse new connections: shut down and close every listen socket and
+ * remove the unix socket files. Threads must no longer accept on them
+ * (t->unlistened); rf_listen_close_all then only frees. */
+void rf_listen_shut(rf_io_t *io);
 
 /* ---- rf_status.c ---------------------------------------------------------- */
 

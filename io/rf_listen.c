@@ -4,9 +4,12 @@
  * name (first address), or a unix socket path. TCP listeners get one socket
  * per responder thread with SO_REUSEPORT, so the kernel spreads connections
  * and threads never share an accept queue; a unix socket cannot do that and
- * is shared by all threads.
+ * is shared by all threads. A unix socket gets listen.mode, then either
+ * listen.owner/listen.group or, when listen.acl_users/listen.acl_groups are
+ * set, a POSIX ACL (as php-fpm: the owner and group are then ignored).
  */
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -17,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "rf_ids.h"
@@ -137,16 +141,176 @@ fail:;
     return err;
 }
 
-/* listen.owner / listen.group as php-fpm resolves them. */
-static int rf_listen_ids(const rf_io_pool_t *pool, uid_t *uid, gid_t *gid)
+/* What a unix socket gets after bind: an owner and group, or an ACL. */
+typedef struct rf_sock_perm {
+    uid_t uid;             /* listen.owner, -1 = keep */
+    gid_t gid;             /* listen.group, -1 = keep */
+    int acl;               /* listen.acl_users or listen.acl_groups is set */
+    uint32_t *uids, *gids; /* their ids, sorted, distinct */
+    size_t nuids, ngids;
+} rf_sock_perm_t;
+
+static void rf_sock_perm_free(rf_sock_perm_t *sp)
 {
+    rf_free(sp->uids);
+    rf_free(sp->gids);
+    sp->uids = sp->gids = NULL;
+}
+
+static int rf_id_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A comma-separated list of user (or group) names or numbers into sorted,
+ * distinct ids; an unknown one is logged in php-fpm's words. */
+static int rf_sock_perm_ids(const rf_io_pool_t *pool, const char *list, int group, uint32_t **out,
+                            size_t *n)
+{
+    size_t cap = 1;
+    for (const char *p = list; *p; p++)
+        cap += *p == ',';
+    uint32_t *ids = rf_calloc(cap, sizeof(*ids));
+    if (ids == NULL)
+        return -ENOMEM;
+    *out = ids;
+    *n = 0;
+    for (const char *s = list;;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        char name[256];
+        uid_t uid;
+        gid_t gid;
+        const char *failed = NULL;
+        snprintf(name, sizeof(name), "%.*s", (int)len, s);
+        errno = 0;
+        if (len >= sizeof(name) || *name == '\0' ||
+            rf_ids_lookup(group ? NULL : name, group ? name : NULL, &uid, &gid, &failed) < 0) {
+            /* php-fpm's text, errno and all (": Success (0)" for a name
+             * that does not exist) */
+            int err = errno;
+            rf_log(RF_LOG_ERROR, "[pool %s] cannot get %s for %s '%s': %s (%d)", pool->name,
+                   group ? "gid" : "uid", group ? "group" : "user", name, strerror(err), err);
+            return -EINVAL;
+        }
+        ids[(*n)++] = group ? (uint32_t)gid : (uint32_t)uid;
+        if (comma == NULL)
+            break;
+        s = comma + 1;
+    }
+    qsort(ids, *n, sizeof(*ids), rf_id_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (k == 0 || ids[k - 1] != ids[i])
+            ids[k++] = ids[i];
+    *n = k;
+    return 0;
+}
+
+/* Before bind, so a bad name leaves no socket behind: php-fpm's
+ * fpm_unix_resolve_socket_premissions. */
+static int rf_sock_perm_resolve(const rf_io_pool_t *pool, rf_sock_perm_t *sp)
+{
+    memset(sp, 0, sizeof(*sp));
+    sp->uid = (uid_t)-1;
+    sp->gid = (gid_t)-1;
+    const char *users = pool->listen_acl_users, *groups = pool->listen_acl_groups;
+    sp->acl = (users && *users) || (groups && *groups);
+    if (sp->acl) {
+        int rc = 0;
+        if (users && *users)
+            rc = rf_sock_perm_ids(pool, users, 0, &sp->uids, &sp->nuids);
+        if (rc == 0 && groups && *groups)
+            rc = rf_sock_perm_ids(pool, groups, 1, &sp->gids, &sp->ngids);
+        if (rc < 0) {
+            rf_sock_perm_free(sp);
+            return rc;
+        }
+        if (pool->listen_owner && *pool->listen_owner)
+            rf_log(RF_LOG_WARNING, "[pool %s] ACL set, listen.owner = '%s' is ignored", pool->name,
+                   pool->listen_owner);
+        if (pool->listen_group && *pool->listen_group)
+            rf_log(RF_LOG_WARNING, "[pool %s] ACL set, listen.group = '%s' is ignored", pool->name,
+                   pool->listen_group);
+        return 0;
+    }
     const char *failed = NULL;
-    if (rf_ids_lookup(pool->listen_owner, pool->listen_group, uid, gid, &failed) == 0)
+    if (rf_ids_lookup(pool->listen_owner, pool->listen_group, &sp->uid, &sp->gid, &failed) == 0)
         return 0;
     int user = failed[0] == 'u';
     rf_log(RF_LOG_ERROR, "[pool %s] cannot get %s for %s '%s'", pool->name, user ? "uid" : "gid",
            failed, user ? pool->listen_owner : pool->listen_group);
     return -EINVAL;
+}
+
+/*
+ * The system.posix_acl_access value the kernel takes (no libacl): a version,
+ * then entries ordered by tag, named ones by id, all little endian. As
+ * php-fpm builds it: the file's own entries from its mode, read and write
+ * for every listed user and group, and the mask over all of them.
+ */
+enum {
+    RF_ACL_VERSION = 2,
+    RF_ACL_USER_OBJ = 0x01,
+    RF_ACL_USER = 0x02,
+    RF_ACL_GROUP_OBJ = 0x04,
+    RF_ACL_GROUP = 0x08,
+    RF_ACL_MASK = 0x10,
+    RF_ACL_OTHER = 0x20,
+    RF_ACL_RW = 6,
+    RF_ACL_ENTRY_LEN = 8,
+};
+
+static uint8_t *rf_acl_entry(uint8_t *p, uint16_t tag, uint16_t perm, uint32_t id)
+{
+    uint16_t t = htole16(tag), m = htole16(perm);
+    uint32_t i = htole32(id);
+    memcpy(p, &t, 2);
+    memcpy(p + 2, &m, 2);
+    memcpy(p + 4, &i, 4);
+    return p + RF_ACL_ENTRY_LEN;
+}
+
+static int rf_sock_perm_acl(const char *path, int mode, const rf_sock_perm_t *sp)
+{
+    size_t len = 4 + (4 + sp->nuids + sp->ngids) * RF_ACL_ENTRY_LEN;
+    uint8_t *buf = rf_malloc(len), *p = buf;
+    if (buf == NULL)
+        return -ENOMEM;
+    uint32_t version = htole32(RF_ACL_VERSION);
+    uint16_t group = (uint16_t)((mode >> 3) & 7);
+    memcpy(p, &version, 4);
+    p += 4;
+    p = rf_acl_entry(p, RF_ACL_USER_OBJ, (uint16_t)((mode >> 6) & 7), (uint32_t)-1);
+    for (size_t i = 0; i < sp->nuids; i++)
+        p = rf_acl_entry(p, RF_ACL_USER, RF_ACL_RW, sp->uids[i]);
+    p = rf_acl_entry(p, RF_ACL_GROUP_OBJ, group, (uint32_t)-1);
+    for (size_t i = 0; i < sp->ngids; i++)
+        p = rf_acl_entry(p, RF_ACL_GROUP, RF_ACL_RW, sp->gids[i]);
+    p = rf_acl_entry(p, RF_ACL_MASK, RF_ACL_RW | group, (uint32_t)-1);
+    rf_acl_entry(p, RF_ACL_OTHER, (uint16_t)(mode & 7), (uint32_t)-1);
+    int rc = setxattr(path, "system.posix_acl_access", buf, len, 0) < 0 ? -errno : 0;
+    rf_free(buf);
+    return rc;
+}
+
+/* After bind: php-fpm's fpm_unix_set_socket_premissions, with its texts. */
+static int rf_sock_perm_apply(const rf_io_pool_t *pool, const rf_sock_perm_t *sp)
+{
+    int rc = 0;
+    if (sp->acl) {
+        rc = rf_sock_perm_acl(pool->listen, pool->listen_mode, sp);
+        if (rc < 0)
+            rf_log(RF_LOG_ERROR, "[pool %s] failed to write the ACL of the socket '%s': %s (%d)",
+                   pool->name, pool->listen, strerror(-rc), -rc);
+    } else if ((sp->uid != (uid_t)-1 || sp->gid != (gid_t)-1) &&
+               chown(pool->listen, sp->uid, sp->gid) < 0) {
+        rc = -errno;
+        rf_log(RF_LOG_ERROR, "[pool %s] failed to chown() the socket '%s': %s (%d)", pool->name,
+               pool->listen, strerror(-rc), -rc);
+    }
+    return rc;
 }
 
 /* listen.allowed_clients: "127.0.0.1,::1" into v6 (v4-mapped) addresses. */
@@ -289,17 +453,17 @@ int rf_listen_open_all(rf_io_t *io)
         if (prc < 0)
             return prc;
         if (l->unix_sock) {
-            uid_t uid;
-            gid_t gid;
-            if (rf_listen_ids(pool, &uid, &gid) < 0)
-                return -EINVAL;
+            rf_sock_perm_t sp;
+            int rc = rf_sock_perm_resolve(pool, &sp);
+            if (rc < 0)
+                return rc;
             int fd = rf_listen_unix(pool->listen, pool->backlog, pool->listen_mode);
-            if (fd >= 0 && (uid != (uid_t)-1 || gid != (gid_t)-1) &&
-                chown(pool->listen, uid, gid) < 0) {
-                rf_log(RF_LOG_ERROR, "[pool %s] failed to chown() the socket '%s': %s (%d)",
-                       pool->name, pool->listen, strerror(errno), errno);
+            rc = fd >= 0 ? rf_sock_perm_apply(pool, &sp) : 0;
+            rf_sock_perm_free(&sp);
+            if (rc < 0) {
                 close(fd);
-                return -errno;
+                unlink(pool->listen);
+                return rc;
             }
             if (fd < 0) {
                 rf_log(RF_LOG_ERROR,
@@ -350,20 +514,32 @@ int rf_listen_open_all(rf_io_t *io)
     return 0;
 }
 
-void rf_listen_close_all(rf_io_t *io)
+void rf_listen_shut(rf_io_t *io)
 {
     for (int i = 0; i < io->nlisteners; i++) {
         rf_listener_t *l = &io->listeners[i];
         if (l->fds == NULL)
             continue;
-        int n = l->unix_sock ? 1 : io->nthreads;
-        for (int k = 0; k < n; k++)
-            if (l->fds[k] >= 0)
-                close(l->fds[k]);
         if (l->unix_sock && l->fds[0] >= 0)
             unlink(l->pool->listen);
-        rf_free(l->fds);
-        rf_free(l->allowed);
+        int n = l->unix_sock ? 1 : io->nthreads;
+        for (int k = 0; k < n; k++)
+            if (l->fds[k] >= 0) {
+                /* Out of the listening state (and out of its SO_REUSEPORT
+                 * group) even while an io_uring accept still holds it. */
+                shutdown(l->fds[k], SHUT_RDWR);
+                close(l->fds[k]);
+                l->fds[k] = -1;
+            }
+    }
+}
+
+void rf_listen_close_all(rf_io_t *io)
+{
+    rf_listen_shut(io);
+    for (int i = 0; i < io->nlisteners; i++) {
+        rf_free(io->listeners[i].fds);
+        rf_free(io->listeners[i].allowed);
     }
     rf_free(io->listeners);
     io->listeners = NULL;

@@ -167,6 +167,20 @@ static int rf_uring_listen(rf_thread_t *t)
     return 0;
 }
 
+static void rf_uring_unlisten(rf_thread_t *t)
+{
+    rf_uring_t *u = t->be_data;
+    for (int i = 0; i < t->io->nlisteners; i++) {
+        if (u->accept_retry_ns[i]) {
+            u->accept_retry_ns[i] = 0; /* not armed: waiting to retry */
+            continue;
+        }
+        struct io_uring_sqe *sqe = rf_uring_sqe(u);
+        io_uring_prep_cancel64(sqe, rf_io_user_data(RF_OP_ACCEPT, (uint32_t)i, 0), 0);
+        io_uring_sqe_set_data64(sqe, rf_io_user_data(RF_OP_UNWATCH, 0, 0));
+    }
+}
+
 static void rf_uring_arm_recv(rf_thread_t *t, rf_conn_t *c)
 {
     rf_uring_t *u = t->be_data;
@@ -312,11 +326,11 @@ static void rf_uring_cqe(rf_thread_t *t, struct io_uring_cqe *cqe)
         rf_listener_t *l = &t->io->listeners[slot];
         if (cqe->res >= 0) {
             rf_conn_accepted(t, l, cqe->res);
-        } else if (cqe->res != -ECANCELED) {
+        } else if (cqe->res != -ECANCELED && !t->draining) {
             RF_STAT_INC(&t->stats, accept_errors);
             rf_log(RF_LOG_ERROR, "[pool %s] accept failed: %s", l->pool->name, strerror(-cqe->res));
         }
-        if (!(cqe->flags & IORING_CQE_F_MORE) && !t->stop) {
+        if (!(cqe->flags & IORING_CQE_F_MORE) && !t->stop && !t->draining) {
             /* After an error (EMFILE...), wait a little before retrying. */
             if (cqe->res < 0)
                 u->accept_retry_ns[slot] = t->now_ns + 100000000u;
@@ -415,7 +429,7 @@ static int rf_uring_poll(rf_thread_t *t, int timeout_ms)
     rf_uring_t *u = t->be_data;
     rf_uring_publish_bufs(t);
     for (int i = 0; i < t->io->nlisteners; i++)
-        if (u->accept_retry_ns[i] && u->accept_retry_ns[i] <= t->now_ns && !t->stop)
+        if (u->accept_retry_ns[i] && u->accept_retry_ns[i] <= t->now_ns && !t->stop && !t->draining)
             rf_uring_arm_accept(t, i);
 
     struct __kernel_timespec ts = {
@@ -444,6 +458,7 @@ const rf_backend_ops_t rf_uring_ops = {
     .init = rf_uring_init,
     .fini = rf_uring_fini,
     .listen = rf_uring_listen,
+    .unlisten = rf_uring_unlisten,
     .conn_start = rf_uring_conn_start,
     .flush = rf_uring_flush,
     .close = rf_uring_close,

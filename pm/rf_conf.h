@@ -61,6 +61,8 @@ typedef struct rf_conf_pool {
     char *group;
     char *listen;
     long listen_backlog;
+    char *listen_acl_users; /* comma-separated names: POSIX ACL on the unix socket */
+    char *listen_acl_groups;
     char *listen_owner;
     char *listen_group;
     long listen_mode;

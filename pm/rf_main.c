@@ -281,6 +281,8 @@ static void rf_build_io(const rf_conf_t *conf, rf_io_conf_t *io, rf_io_pool_t *p
         q->listen = p->listen;
         q->backlog = (int)p->listen_backlog;
         q->listen_mode = (int)p->listen_mode;
+        q->listen_acl_users = p->listen_acl_users;
+        q->listen_acl_groups = p->listen_acl_groups;
         q->listen_owner = p->listen_owner;
         q->listen_group = p->listen_group;
         q->allowed_clients = p->listen_allowed_clients;

@@ -71,6 +71,7 @@ typedef struct rf_pm {
     rf_pm_pool_t *pools;
     rf_board_t *board; /* shared with the responder and every executor */
     int stopping;
+    int finishing; /* SIGQUIT: the responder drains, executors still serve */
     pid_t master;
     uint32_t gen;             /* executors started now belong to it: 1, +1 per reload */
     int php_down;             /* a reload's PHP start failed: no executor can start */
@@ -108,7 +109,63 @@ static int rf_pool_is_php(const rf_conf_pool_t *p)
     return p->executor_type == RF_EXEC_PHP;
 }
 
+/* How long a graceful stop (SIGQUIT) lets the responder finish the
+ * requests it has: process_control_timeout, or 30 s when that is 0 (php-fpm
+ * would then cut them at once; 30 s is the QUIT step of Debian's init
+ * script, after which it sends TERM anyway). */
+static uint64_t rf_pm_finish_ns(const rf_conf_t *conf)
+{
+    long s = conf->process_control_timeout > 0 ? conf->process_control_timeout : 30;
+    return (uint64_t)s * 1000000000u;
+}
+
 /* ---- executors -------------------------------------------------------------- */
+
+/* A pool's access.log path: relative to the pool's prefix, else the global
+ * one, else /usr (php-fpm's). */
+static void rf_pm_access_path(const rf_pm_t *pm, const rf_conf_pool_t *p, char *buf, size_t len)
+{
+    const char *base = p->prefix ? p->prefix : pm->conf->prefix ? pm->conf->prefix : "/usr";
+    if (p->access_log[0] == '/')
+        snprintf(buf, len, "%s", p->access_log);
+    else
+        snprintf(buf, len, "%s/%s", base, p->access_log);
+}
+
+/*
+ * SIGUSR1 after a rotation renamed the access logs away. php-fpm's master
+ * opens them anew as root and recycles its workers; executors here reopen
+ * the path themselves once they see it names another file (checked at most
+ * once a second), but as the pool's user, who often may not create files
+ * where logs live. So the master creates each missing file for them, mode
+ * 0600, owned by the pool's user and group. An existing file is left alone.
+ */
+static void rf_pm_reopen_access_logs(const rf_pm_t *pm)
+{
+    for (int i = 0; i < pm->conf->npools; i++) {
+        const rf_conf_pool_t *p = &pm->conf->pools[i];
+        if (!rf_pool_is_php(p) || !p->access_log || !p->access_log[0] ||
+            (p->chroot && p->chroot[0]))
+            continue;
+        char path[4096];
+        rf_pm_access_path(pm, p, path, sizeof(path));
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            if (errno != EEXIST)
+                rf_log(RF_LOG_ERROR, "[pool %s] failed to open access log (%s): %s (%d)", p->name,
+                       path, strerror(errno), errno);
+            continue;
+        }
+        uid_t uid;
+        gid_t gid;
+        const char *failed = NULL;
+        if (geteuid() == 0 && rf_ids_lookup(p->user, p->group, &uid, &gid, &failed) == 0 &&
+            (uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0)
+            rf_log(RF_LOG_ERROR, "[pool %s] failed to chown() the access log (%s): %s (%d)",
+                   p->name, path, strerror(errno), errno);
+        close(fd);
+    }
+}
 
 static void rf_exec_on_quit(int sig)
 {
@@ -164,18 +221,13 @@ static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *c
             rf_log(RF_LOG_ERROR, "[pool %s] cannot open slowlog '%s': %s (%d)", p->name, s,
                    strerror(errno), errno);
     }
-    /* access.log: opened here, still privileged, as php-fpm's master does;
-     * relative to the pool's prefix, else the global one, else /usr. */
+    /* access.log: opened here, still privileged, as php-fpm's master does. */
     char acc_path[4096];
     int acc_fd = -1;
     const char **acc_sup = NULL;
     size_t acc_nsup = 0;
     if (p->access_log && p->access_log[0]) {
-        const char *base = p->prefix ? p->prefix : pm->conf->prefix ? pm->conf->prefix : "/usr";
-        if (p->access_log[0] == '/')
-            snprintf(acc_path, sizeof(acc_path), "%s", p->access_log);
-        else
-            snprintf(acc_path, sizeof(acc_path), "%s/%s", base, p->access_log);
+        rf_pm_access_path(pm, p, acc_path, sizeof(acc_path));
         acc_fd = open(acc_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
         if (acc_fd < 0)
             rf_log(RF_LOG_ERROR, "[pool %s] failed to open access log (%s): %s (%d)", p->name,
@@ -612,7 +664,7 @@ static int rf_pm_reap(rf_pm_t *pm)
         char how[96];
         rf_pm_describe_exit(status, how, sizeof(how));
         if (pid == pm->responder) {
-            if (!pm->stopping)
+            if (!pm->stopping && !pm->finishing)
                 rf_log(RF_LOG_ALERT, "the responder (pid %d) exited %s", pid, how);
             pm->responder = -1;
             responder_died = 1;
@@ -739,9 +791,17 @@ static void rf_pm_responder_child(rf_pm_t *pm, int ready_fd)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGQUIT);
+    uint64_t finish_by = 0; /* SIGQUIT: draining until then */
     for (;;) {
-        int sig = sigwaitinfo(&sigs, NULL);
-        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+        struct timespec tick = {0, 20000000};
+        int sig = finish_by ? sigtimedwait(&sigs, NULL, &tick) : sigwaitinfo(&sigs, NULL);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        if (sig == SIGQUIT && !finish_by) {
+            finish_by = rf_mono_ns() + rf_pm_finish_ns(pm->conf);
+            rf_io_drain(io);
+        }
+        if (finish_by && (rf_io_drained(io) || rf_mono_ns() >= finish_by))
             break;
     }
     rf_io_stop(io);
@@ -789,16 +849,22 @@ static void rf_pm_signal_all(rf_pm_t *pm, int sig)
         kill(pm->xs[i].pid, sig);
 }
 
-static void rf_pm_shutdown(rf_pm_t *pm, uint64_t grace_ns)
+/* sig: SIGTERM, or SIGQUIT after a graceful stop drained the responder
+ * (the executors are idle: they get 1 s to exit cleanly, then SIGTERM). */
+static void rf_pm_shutdown(rf_pm_t *pm, int sig, uint64_t grace_ns)
 {
     pm->stopping = 1;
-    rf_pm_signal_all(pm, SIGTERM);
-    uint64_t deadline = rf_mono_ns() + grace_ns;
+    rf_pm_signal_all(pm, sig);
+    uint64_t deadline = rf_mono_ns() + (sig == SIGQUIT ? 1000000000u : grace_ns);
     while (pm->responder > 0 || pm->nxs) {
         rf_pm_reap(pm);
         if (pm->responder <= 0 && pm->nxs == 0)
             break;
-        if (rf_mono_ns() > deadline) {
+        if (rf_mono_ns() > deadline && sig == SIGQUIT) {
+            sig = SIGTERM;
+            rf_pm_signal_all(pm, SIGTERM);
+            deadline = rf_mono_ns() + grace_ns;
+        } else if (rf_mono_ns() > deadline) {
             rf_pm_signal_all(pm, SIGKILL);
             deadline = UINT64_MAX;
         }
@@ -1303,10 +1369,19 @@ int rf_pm_main(const rf_pm_args_t *a)
     if (!adopted && rf_pm_start_responder(pm) < 0) {
         /* php-fpm exits 78 when its listen sockets cannot be set up. */
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
-        rf_pm_shutdown(pm, 1000000000u);
+        rf_pm_shutdown(pm, SIGTERM, 1000000000u);
         return 78;
     }
     if (php) {
+        /* The executors' SIGQUIT handler, set before PHP starts: zend_signal
+         * takes its snapshot of the handlers here and puts that snapshot
+         * back at every request, so a handler set only after the fork is
+         * lost once an executor has run two requests. The master never runs
+         * it: it keeps SIGQUIT blocked and reads it from its signalfd. */
+        struct sigaction sq;
+        memset(&sq, 0, sizeof(sq));
+        sq.sa_handler = rf_exec_on_quit;
+        sigaction(SIGQUIT, &sq, NULL);
         int rc = rf_php_startup(a->php);
         if (rc < 0 && adopted) {
             /* The old generation is all there is: it keeps serving. */
@@ -1318,7 +1393,7 @@ int rf_pm_main(const rf_pm_args_t *a)
         } else if (rc < 0) {
             rf_log(RF_LOG_ERROR, "PHP failed to start (%s): FPM initialization failed",
                    strerror(-rc));
-            rf_pm_shutdown(pm, 1000000000u);
+            rf_pm_shutdown(pm, SIGTERM, 1000000000u);
             return 70;
         }
     }
@@ -1346,6 +1421,7 @@ int rf_pm_main(const rf_pm_args_t *a)
     if (pfds == NULL)
         return 70;
     int exit_code = 0;
+    uint64_t finish_by = 0; /* SIGQUIT: the responder must be gone by then */
     for (;;) {
         int n = 0;
         pfds[n].fd = pm->sfd;
@@ -1402,26 +1478,36 @@ int rf_pm_main(const rf_pm_args_t *a)
             int sig = (int)si.ssi_signo;
             if (sig == SIGTERM || sig == SIGINT) {
                 rf_log(RF_LOG_NOTICE, "Terminating ...");
+                pm->finishing = 0; /* terminating overrides finishing */
                 stop = 1;
-            } else if (sig == SIGQUIT) {
+            } else if (sig == SIGQUIT && !pm->finishing) {
+                /* Graceful: the responder stops accepting and answers what
+                 * it has; the executors serve it until it is gone. */
                 rf_log(RF_LOG_NOTICE, "Finishing ...");
-                stop = 1;
+                pm->finishing = 1;
+                finish_by = rf_mono_ns() + rf_pm_finish_ns(conf) + 1000000000u;
+                if (pm->responder > 0)
+                    kill(pm->responder, SIGQUIT);
             } else if (sig == SIGUSR1) {
                 if (a->reopen_logs)
                     a->reopen_logs();
                 rf_log(RF_LOG_NOTICE, "error log file re-opened");
-            } else if ((sig == SIGUSR2 || sig == SIGHUP) && !stop) {
+                rf_pm_reopen_access_logs(pm);
+                rf_log(RF_LOG_NOTICE, "access log file re-opened");
+            } else if ((sig == SIGUSR2 || sig == SIGHUP) && !stop && !pm->finishing) {
                 /* Only returns when the reload did not happen. */
                 rf_pm_reload(pm, sig == SIGHUP ? "HUP" : "USR2");
             }
         }
         if (stop)
             pm->stopping = 1; /* executors hit by the same ^C exit as expected */
-        if (rf_pm_reap(pm) && !pm->stopping) {
+        if (rf_pm_reap(pm) && !pm->stopping && !pm->finishing) {
             rf_log(RF_LOG_ALERT, "the responder died: stopping");
             exit_code = 70;
             stop = 1;
         }
+        if (pm->finishing && (pm->responder <= 0 || rf_mono_ns() >= finish_by))
+            stop = 1;
         if (stop)
             break;
         rf_pm_respawn_due(pm);
@@ -1433,7 +1519,7 @@ int rf_pm_main(const rf_pm_args_t *a)
         rf_pm_heartbeat(pm);
     }
     rf_sd_notify("STOPPING=1");
-    rf_pm_shutdown(pm, grace);
+    rf_pm_shutdown(pm, pm->finishing && pm->responder <= 0 ? SIGQUIT : SIGTERM, grace);
     free(pfds);
     free(said_of);
     for (int i = 0; i < pm->nthreads; i++)
