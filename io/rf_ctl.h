@@ -51,6 +51,11 @@ enum rf_ctl_type {
     RF_CTL_COMING = 5,
     RF_CTL_POOL_SET = 6,
     RF_CTL_RETIRE_OLD = 7,
+    /* responder -> master, once, on the start-up socket (not a control
+     * socket): LISTEN carries `arg` (<= RF_CTL_MAX_FDS) of its listening
+     * sockets, READY ends the list, arg = 1 when it started */
+    RF_CTL_LISTEN = 8,
+    RF_CTL_READY = 9,
 };
 
 /* Bumped whenever rf_ctl_msg_t or the meaning of a message changes. */

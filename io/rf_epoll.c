@@ -68,7 +68,7 @@ static void rf_epoll_fini(rf_thread_t *t)
 
 static int rf_epoll_listener_fd(rf_thread_t *t, const rf_listener_t *l)
 {
-    return l->unix_sock ? l->fds[0] : l->fds[t->idx];
+    return l->shared ? l->fds[0] : l->fds[t->idx];
 }
 
 static int rf_epoll_listen(rf_thread_t *t)
@@ -77,7 +77,7 @@ static int rf_epoll_listen(rf_thread_t *t)
     for (int i = 0; i < t->io->nlisteners; i++) {
         rf_listener_t *l = &t->io->listeners[i];
         struct epoll_event ev = {
-            .events = EPOLLIN | (l->unix_sock ? EPOLLEXCLUSIVE : 0),
+            .events = EPOLLIN | (l->shared ? EPOLLEXCLUSIVE : 0),
             .data.u64 = rf_io_user_data(RF_EP_ACCEPT, (uint32_t)i, 0),
         };
         if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, rf_epoll_listener_fd(t, l), &ev) < 0)
@@ -247,7 +247,7 @@ static int rf_epoll_poll(rf_thread_t *t, int timeout_ms)
         if (e->accept_retry_ns[i] && e->accept_retry_ns[i] <= t->now_ns) {
             rf_listener_t *l = &t->io->listeners[i];
             struct epoll_event ev = {
-                .events = EPOLLIN | (l->unix_sock ? EPOLLEXCLUSIVE : 0),
+                .events = EPOLLIN | (l->shared ? EPOLLEXCLUSIVE : 0),
                 .data.u64 = rf_io_user_data(RF_EP_ACCEPT, (uint32_t)i, 0),
             };
             epoll_ctl(e->epfd, EPOLL_CTL_ADD, rf_epoll_listener_fd(t, l), &ev);

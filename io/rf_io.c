@@ -368,6 +368,11 @@ void rf_io_drain(rf_io_t *io)
     rf_listen_shut(io);
 }
 
+int rf_io_listen_fds(const rf_io_t *io, int *fds, int max)
+{
+    return rf_listen_fds(io, fds, max);
+}
+
 int rf_io_drained(rf_io_t *io)
 {
     for (int i = 0; i < io->nthreads; i++)

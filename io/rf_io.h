@@ -88,6 +88,11 @@ typedef struct rf_io_conf {
      * reads. The master makes it before forking the responder so executors
      * share it; NULL: rf_io_start makes a private one. */
     rf_board_t *board;
+    /* The listen sockets outlive the responder (the master holds them to
+     * hand them to the next one, rf_fpm_sockets.h): stopping only closes
+     * the responder's descriptors, never shutdown()s a socket or unlinks a
+     * unix socket's path. */
+    int keep_sockets;
 } rf_io_conf_t;
 
 /* The number of responder threads rf_io_start will run for conf. */
@@ -128,6 +133,10 @@ void rf_io_drain(rf_io_t *io);
 
 /* After rf_io_drain: 1 when no thread has a connection left, else 0. */
 int rf_io_drained(rf_io_t *io);
+
+/* The listening sockets (each once), up to max of them into fds; returns
+ * how many. They stay the responder's. */
+int rf_io_listen_fds(const rf_io_t *io, int *fds, int max);
 
 /* The backend actually running. */
 int rf_io_backend(const rf_io_t *io);

@@ -87,7 +87,9 @@ typedef struct rf_listener {
     const rf_io_pool_t *pool;
     int pool_idx;
     int unix_sock;
-    int *fds;                 /* per thread (TCP) or fds[0] for all (unix) */
+    int shared;               /* one socket for every thread: unix, or an inherited TCP
+                               * socket without SO_REUSEPORT */
+    int *fds;                 /* per thread, or fds[0] for all (shared) */
     struct in6_addr *allowed; /* listen.allowed_clients (IPv4 as v4-mapped) */
     int nallowed;             /* 0 = everyone */
 } rf_listener_t;
@@ -338,6 +340,7 @@ void rf_disp_abort(rf_req_t *r);
 
 /* Open the listeners of every pool (TCP: nthreads sockets each). */
 int rf_listen_open_all(rf_io_t *io);
+int rf_listen_fds(const rf_io_t *io, int *fds, int max);
 void rf_listen_close_all(rf_io_t *io);
 /* Refuse new connections: shut down and close every listen socket and
  * remove the unix socket files. Threads must no longer accept on them

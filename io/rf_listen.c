@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,6 +24,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "rf_fpm_sockets.h"
 #include "rf_ids.h"
 #include "rf_io_int.h"
 #include "rf_log.h"
@@ -430,6 +432,164 @@ static int rf_listen_unix(const char *path, int backlog, int mode)
     return fd;
 }
 
+/* ---- inherited sockets (FPM_SOCKETS) ----------------------------------------- */
+
+/* Does listening socket fd have this address (port and address; a unix
+ * socket: the path)? */
+static int rf_listen_same(int fd, const struct sockaddr *want)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 || ss.ss_family != want->sa_family)
+        return 0;
+    if (want->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        const struct sockaddr_in *b = (const struct sockaddr_in *)want;
+        return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+    }
+    if (want->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)want;
+        return a->sin6_port == b->sin6_port &&
+               memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
+    }
+    if (want->sa_family == AF_UNIX)
+        return strncmp(((const struct sockaddr_un *)&ss)->sun_path,
+                       ((const struct sockaddr_un *)want)->sun_path,
+                       sizeof(((struct sockaddr_un *)want)->sun_path)) == 0;
+    return 0;
+}
+
+/* The next inherited socket with this address, taken out of the list
+ * (made non-blocking), or -1. */
+static int rf_listen_take(int *inh, int ninh, const struct sockaddr *want)
+{
+    for (int i = 0; i < ninh; i++)
+        if (inh[i] >= 0 && rf_listen_same(inh[i], want)) {
+            int fd = inh[i];
+            inh[i] = -1;
+            int fl = fcntl(fd, F_GETFL);
+            if (fl >= 0)
+                fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+            return fd;
+        }
+    return -1;
+}
+
+/* Inherited sockets no pool listens on any more: closed; a unix socket's
+ * path removed too (php-fpm's fpm_sockets_init_main). */
+static void rf_listen_drop_unused(int *inh, int ninh)
+{
+    for (int i = 0; i < ninh; i++) {
+        if (inh[i] < 0)
+            continue;
+        struct sockaddr_un un;
+        socklen_t len = sizeof(un);
+        memset(&un, 0, sizeof(un));
+        if (getsockname(inh[i], (struct sockaddr *)&un, &len) == 0 && un.sun_family == AF_UNIX &&
+            un.sun_path[0] == '/')
+            unlink(un.sun_path);
+        close(inh[i]);
+        inh[i] = -1;
+    }
+}
+
+static int rf_listen_open_unix(rf_listener_t *l, int *inh, int ninh)
+{
+    const rf_io_pool_t *pool = l->pool;
+    struct sockaddr_un want;
+    memset(&want, 0, sizeof(want));
+    want.sun_family = AF_UNIX;
+    snprintf(want.sun_path, sizeof(want.sun_path), "%s", pool->listen);
+    struct stat st;
+    int fd = stat(pool->listen, &st) == 0 && S_ISSOCK(st.st_mode)
+                 ? rf_listen_take(inh, ninh, (const struct sockaddr *)&want)
+                 : -1;
+    if (fd >= 0) {
+        /* Its path, mode, owner and ACL are as they were set. */
+        rf_log_debug("[pool %s] using inherited socket fd=%d, \"%s\"", pool->name, fd,
+                     pool->listen);
+        l->fds[0] = fd;
+        return 0;
+    }
+    rf_sock_perm_t sp;
+    int rc = rf_sock_perm_resolve(pool, &sp);
+    if (rc < 0)
+        return rc;
+    fd = rf_listen_unix(pool->listen, pool->backlog, pool->listen_mode);
+    rc = fd >= 0 ? rf_sock_perm_apply(pool, &sp) : 0;
+    rf_sock_perm_free(&sp);
+    if (rc < 0) {
+        close(fd);
+        unlink(pool->listen);
+        return rc;
+    }
+    if (fd < 0) {
+        rf_log(RF_LOG_ERROR, "[pool %s] unable to bind listening socket for address '%s': %s",
+               pool->name, pool->listen, strerror(-fd));
+        return fd;
+    }
+    l->fds[0] = fd;
+    return 0;
+}
+
+static int rf_listen_open_tcp(rf_io_t *io, rf_listener_t *l, int *inh, int ninh)
+{
+    const rf_io_pool_t *pool = l->pool;
+    rf_sockaddr_t sa;
+    int dual;
+    int rc = rf_listen_resolve(pool->listen, &sa, &dual);
+    if (rc < 0) {
+        rf_log(RF_LOG_ERROR, "[pool %s] invalid listen address '%s'", pool->name, pool->listen);
+        return rc;
+    }
+    int n = io->nthreads, have = 0;
+    for (int fd; have < n && (fd = rf_listen_take(inh, ninh, (struct sockaddr *)&sa.ss)) >= 0;)
+        l->fds[have++] = fd;
+    if (have > 0) {
+        rf_log_debug("[pool %s] using %d inherited socket%s for '%s'", pool->name, have,
+                     have == 1 ? "" : "s", pool->listen);
+        int reuse = 0;
+        socklen_t rl = sizeof(reuse);
+        getsockopt(l->fds[0], SOL_SOCKET, SO_REUSEPORT, &reuse, &rl);
+        if (have < n && !reuse) {
+            /* Not ours (no SO_REUSEPORT): every thread accepts on it. */
+            l->shared = 1;
+            return 0;
+        }
+    }
+    for (int k = have; k < n; k++) {
+        int fd = k == 0 ? rf_listen_tcp_free(&sa, dual) : 0;
+        if (fd == -EADDRINUSE) {
+            rf_log(RF_LOG_ERROR,
+                   "[pool %s] unable to bind listening socket for address '%s': %s (%d)",
+                   pool->name, pool->listen, strerror(EADDRINUSE), EADDRINUSE);
+            return fd;
+        }
+        fd = rf_listen_tcp(pool->listen, &sa, dual, pool->backlog);
+        if (fd < 0 && dual && k == 0) {
+            /* No IPv6 here: fall back to 0.0.0.0 as php-fpm does. */
+            struct sockaddr_in *in = (struct sockaddr_in *)&sa.ss;
+            uint16_t port = ((struct sockaddr_in6 *)&sa.ss)->sin6_port;
+            memset(&sa, 0, sizeof(sa));
+            in->sin_family = AF_INET;
+            in->sin_port = port;
+            in->sin_addr.s_addr = htonl(INADDR_ANY);
+            sa.len = sizeof(*in);
+            dual = 0;
+            fd = rf_listen_tcp(pool->listen, &sa, 0, pool->backlog);
+        }
+        if (fd < 0) {
+            rf_log(RF_LOG_ERROR, "[pool %s] unable to bind listening socket for address '%s': %s",
+                   pool->name, pool->listen, strerror(-fd));
+            return fd;
+        }
+        l->fds[k] = fd;
+    }
+    return 0;
+}
+
 int rf_listen_open_all(rf_io_t *io)
 {
     const rf_io_conf_t *conf = io->conf;
@@ -437,97 +597,67 @@ int rf_listen_open_all(rf_io_t *io)
     if (io->listeners == NULL)
         return -ENOMEM;
     io->nlisteners = conf->npools;
-    for (int i = 0; i < conf->npools; i++) {
+    int *inh = NULL;
+    int ninh = rf_fpm_sockets_take(&inh);
+    if (ninh < 0)
+        return ninh;
+    int rc = 0;
+    for (int i = 0; i < conf->npools && rc == 0; i++) {
         const rf_io_pool_t *pool = &conf->pools[i];
         rf_listener_t *l = &io->listeners[i];
         l->pool = pool;
         l->pool_idx = i;
         l->unix_sock = pool->listen[0] == '/';
+        l->shared = l->unix_sock;
         int n = l->unix_sock ? 1 : io->nthreads;
         l->fds = rf_malloc((size_t)n * sizeof(int));
-        if (l->fds == NULL)
-            return -ENOMEM;
+        if (l->fds == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
         for (int k = 0; k < n; k++)
             l->fds[k] = -1;
-        int prc = rf_listen_parse_allowed(l);
-        if (prc < 0)
-            return prc;
-        if (l->unix_sock) {
-            rf_sock_perm_t sp;
-            int rc = rf_sock_perm_resolve(pool, &sp);
-            if (rc < 0)
-                return rc;
-            int fd = rf_listen_unix(pool->listen, pool->backlog, pool->listen_mode);
-            rc = fd >= 0 ? rf_sock_perm_apply(pool, &sp) : 0;
-            rf_sock_perm_free(&sp);
-            if (rc < 0) {
-                close(fd);
-                unlink(pool->listen);
-                return rc;
-            }
-            if (fd < 0) {
-                rf_log(RF_LOG_ERROR,
-                       "[pool %s] unable to bind listening socket for address '%s': %s", pool->name,
-                       pool->listen, strerror(-fd));
-                return fd;
-            }
-            l->fds[0] = fd;
-            continue;
-        }
-        rf_sockaddr_t sa;
-        int dual;
-        int rc = rf_listen_resolve(pool->listen, &sa, &dual);
-        if (rc < 0) {
-            rf_log(RF_LOG_ERROR, "[pool %s] invalid listen address '%s'", pool->name, pool->listen);
-            return rc;
-        }
-        for (int k = 0; k < n; k++) {
-            int fd = k == 0 ? rf_listen_tcp_free(&sa, dual) : 0;
-            if (fd == -EADDRINUSE) {
-                rf_log(RF_LOG_ERROR,
-                       "[pool %s] unable to bind listening socket for address '%s': %s (%d)",
-                       pool->name, pool->listen, strerror(EADDRINUSE), EADDRINUSE);
-                return fd;
-            }
-            fd = rf_listen_tcp(pool->listen, &sa, dual, pool->backlog);
-            if (fd < 0 && dual && k == 0) {
-                /* No IPv6 here: fall back to 0.0.0.0 as php-fpm does. */
-                struct sockaddr_in *in = (struct sockaddr_in *)&sa.ss;
-                uint16_t port = ((struct sockaddr_in6 *)&sa.ss)->sin6_port;
-                memset(&sa, 0, sizeof(sa));
-                in->sin_family = AF_INET;
-                in->sin_port = port;
-                in->sin_addr.s_addr = htonl(INADDR_ANY);
-                sa.len = sizeof(*in);
-                dual = 0;
-                fd = rf_listen_tcp(pool->listen, &sa, 0, pool->backlog);
-            }
-            if (fd < 0) {
-                rf_log(RF_LOG_ERROR,
-                       "[pool %s] unable to bind listening socket for address '%s': %s", pool->name,
-                       pool->listen, strerror(-fd));
-                return fd;
-            }
-            l->fds[k] = fd;
-        }
+        rc = rf_listen_parse_allowed(l);
+        if (rc == 0)
+            rc = l->unix_sock ? rf_listen_open_unix(l, inh, ninh)
+                              : rf_listen_open_tcp(io, l, inh, ninh);
     }
-    return 0;
+    rf_listen_drop_unused(inh, ninh);
+    free(inh);
+    return rc;
+}
+
+int rf_listen_fds(const rf_io_t *io, int *fds, int max)
+{
+    int n = 0;
+    for (int i = 0; i < io->nlisteners; i++) {
+        const rf_listener_t *l = &io->listeners[i];
+        int m = l->shared ? 1 : io->nthreads;
+        for (int k = 0; l->fds && k < m && n < max; k++)
+            if (l->fds[k] >= 0)
+                fds[n++] = l->fds[k];
+    }
+    return n;
 }
 
 void rf_listen_shut(rf_io_t *io)
 {
+    int keep = io->conf->keep_sockets;
     for (int i = 0; i < io->nlisteners; i++) {
         rf_listener_t *l = &io->listeners[i];
         if (l->fds == NULL)
             continue;
-        if (l->unix_sock && l->fds[0] >= 0)
+        if (l->unix_sock && l->fds[0] >= 0 && !keep)
             unlink(l->pool->listen);
-        int n = l->unix_sock ? 1 : io->nthreads;
+        int n = l->shared ? 1 : io->nthreads;
         for (int k = 0; k < n; k++)
             if (l->fds[k] >= 0) {
                 /* Out of the listening state (and out of its SO_REUSEPORT
-                 * group) even while an io_uring accept still holds it. */
-                shutdown(l->fds[k], SHUT_RDWR);
+                 * group) even while an io_uring accept still holds it;
+                 * unless the master keeps the socket for the next responder
+                 * (the accepts were cancelled, rf_io_drain). */
+                if (!keep)
+                    shutdown(l->fds[k], SHUT_RDWR);
                 close(l->fds[k]);
                 l->fds[k] = -1;
             }

@@ -146,7 +146,7 @@ static void rf_uring_fini(rf_thread_t *t)
 
 static int rf_listener_fd(rf_thread_t *t, const rf_listener_t *l)
 {
-    return l->unix_sock ? l->fds[0] : l->fds[t->idx];
+    return l->shared ? l->fds[0] : l->fds[t->idx];
 }
 
 static void rf_uring_arm_accept(rf_thread_t *t, int li)

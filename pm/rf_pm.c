@@ -24,6 +24,7 @@
 #include "rf_ctl.h"
 #include "rf_exec.h"
 #include "rf_exec_setup.h"
+#include "rf_fpm_sockets.h"
 #include "rf_ids.h"
 #include "rf_log.h"
 #include "rf_pm.h"
@@ -83,6 +84,10 @@ typedef struct rf_pm {
     /* systemd_interval: the next STATUS= (and WATCHDOG=1) heartbeat */
     uint64_t beat_ns, next_beat_ns, beat_requests;
     int watchdog;
+    /* The listening sockets, held for the next responder (a reload that
+     * restarts it, rf_fpm_sockets.h): the responder's, or inherited. */
+    int *lfds;
+    int nlfds;
 } rf_pm_t;
 
 static volatile sig_atomic_t rf_exec_stop;
@@ -183,6 +188,8 @@ static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *c
         _exit(1); /* the master died between fork and prctl */
     for (int i = 0; i < pm->nthreads; i++)
         close(pm->ctl[i]);
+    for (int i = 0; i < pm->nlfds; i++)
+        close(pm->lfds[i]);
     close(pm->sfd);
     rf_chan_close_fd(ch);
 
@@ -780,9 +787,20 @@ static void rf_pm_responder_child(rf_pm_t *pm, int ready_fd)
     int rc = rf_io_start(&io, pm->a->io);
     if (rc == 0 && rf_pm_responder_drop(pm->conf) < 0)
         rc = -EPERM;
-    char ok = rc == 0 ? 1 : 0;
-    ssize_t w = write(ready_fd, &ok, 1);
-    (void)w;
+    /* Its listening sockets to the master, which keeps them for the next
+     * responder, then whether it started. */
+    rf_ctl_msg_t m;
+    memset(&m, 0, sizeof(m));
+    int fds[512];
+    int nfds = rc == 0 ? rf_io_listen_fds(io, fds, 512) : 0;
+    for (int i = 0; i < nfds; i += RF_CTL_MAX_FDS) {
+        m.type = RF_CTL_LISTEN;
+        m.arg = (uint32_t)(nfds - i < RF_CTL_MAX_FDS ? nfds - i : RF_CTL_MAX_FDS);
+        rf_ctl_send(ready_fd, &m, fds + i, (int)m.arg);
+    }
+    m.type = RF_CTL_READY;
+    m.arg = rc == 0;
+    rf_ctl_send(ready_fd, &m, NULL, 0);
     close(ready_fd);
     if (rc < 0)
         _exit(1);
@@ -811,7 +829,7 @@ static void rf_pm_responder_child(rf_pm_t *pm, int ready_fd)
 static int rf_pm_start_responder(rf_pm_t *pm)
 {
     int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC) < 0)
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pfd) < 0)
         return -errno;
     int pid = fork();
     if (pid < 0) {
@@ -825,18 +843,61 @@ static int rf_pm_start_responder(rf_pm_t *pm)
     }
     close(pfd[1]);
     pm->responder = pid;
-    char ok = 0;
-    ssize_t n;
-    do {
-        n = read(pfd[0], &ok, 1);
-    } while (n < 0 && errno == EINTR);
+    int ok = 0, *got = NULL, ngot = 0;
+    for (;;) {
+        rf_ctl_msg_t m;
+        int fds[RF_CTL_MAX_FDS], nfds = 0;
+        int rc = rf_ctl_recv(pfd[0], &m, fds, &nfds);
+        if (rc == 0) {
+            struct pollfd p = {pfd[0], POLLIN, 0};
+            poll(&p, 1, -1); /* nothing yet: it is starting */
+            continue;
+        }
+        if (rc < 0 && rc != -EPROTO)
+            break; /* it died */
+        int *n = nfds ? realloc(got, (size_t)(ngot + nfds) * sizeof(*n)) : got;
+        for (int i = 0; i < nfds; i++) {
+            if (n != NULL && rc == 1 && m.type == RF_CTL_LISTEN)
+                n[ngot++] = fds[i];
+            else
+                close(fds[i]);
+        }
+        got = n;
+        if (rc == 1 && m.type == RF_CTL_READY) {
+            ok = m.arg == 1;
+            break;
+        }
+    }
     close(pfd[0]);
     for (int i = 0; i < pm->nthreads; i++)
         if (pm->ctl_peer[i] >= 0) {
             close(pm->ctl_peer[i]);
             pm->ctl_peer[i] = -1;
         }
-    return n == 1 && ok == 1 ? 0 : -EIO;
+    /* The responder's sockets replace whatever we held (FPM_SOCKETS it was
+     * given took what it uses): from now on they are what a reload hands on. */
+    for (int i = 0; i < pm->nlfds; i++)
+        close(pm->lfds[i]);
+    free(pm->lfds);
+    pm->lfds = got;
+    pm->nlfds = ngot;
+    rf_fpm_sockets_unset();
+    return ok ? 0 : -EIO;
+}
+
+/* At the master's exit for good (not a reload): the sockets close, and a
+ * unix socket's path goes with it (the responder leaves it: keep_sockets). */
+static void rf_pm_release_sockets(rf_pm_t *pm)
+{
+    for (int i = 0; i < pm->nlfds; i++) {
+        char key[256];
+        if (rf_fpm_sockets_key(pm->lfds[i], key, sizeof(key)) == 0 && key[0] == '/')
+            unlink(key);
+        close(pm->lfds[i]);
+    }
+    free(pm->lfds);
+    pm->lfds = NULL;
+    pm->nlfds = 0;
 }
 
 /* ---- shutdown --------------------------------------------------------------- */
@@ -1037,6 +1098,12 @@ static void rf_pm_reload(rf_pm_t *pm, const char *signame)
         rf_log(RF_LOG_ERROR, "reload: cannot write the handoff: %s; not reloading", strerror(-fd));
         return;
     }
+    int src = rf_fpm_sockets_export(pm->lfds, pm->nlfds);
+    if (src < 0)
+        rf_log(RF_LOG_WARNING,
+               "reload: cannot hand the listening sockets over (%s): a "
+               "responder restart would bind them again",
+               strerror(-src));
     char num[16];
     snprintf(num, sizeof(num), "%d", fd);
     setenv(RF_HANDOFF_ENV, num, 1);
@@ -1050,6 +1117,9 @@ static void rf_pm_reload(rf_pm_t *pm, const char *signame)
     int e = errno;
     rf_pm_handoff_fds(pm, 0);
     unsetenv(RF_HANDOFF_ENV);
+    rf_fpm_sockets_unset();
+    for (int i = 0; i < pm->nlfds; i++)
+        rf_pm_cloexec(pm->lfds[i], 1);
     close(fd);
     rf_log(RF_LOG_ERROR, "reload: cannot execute %s: %s; the running master stays", pm->a->exe,
            strerror(e));
@@ -1060,26 +1130,35 @@ static void rf_pm_reload(rf_pm_t *pm, const char *signame)
  * then KILL after grace), their descriptors closed. */
 static void rf_pm_drop_handoff(rf_pm_t *pm, rf_handoff_t *h, uint64_t grace_ns)
 {
-    kill(h->responder, SIGTERM);
-    for (size_t i = 0; i < h->nxs; i++)
-        kill(h->xs[i].pid, SIGTERM);
-    uint64_t deadline = rf_mono_ns() + grace_ns;
-    size_t left = h->nxs + 1;
-    while (left) {
+    /* The responder first, gracefully (SIGQUIT): it answers what it has
+     * received, with its executors still there; new connections wait in
+     * the listen backlog, the sockets being ours. Then the executors. */
+    kill(h->responder, SIGQUIT);
+    uint64_t deadline = rf_mono_ns() + rf_pm_finish_ns(pm->conf) + 1000000000u;
+    int responder = 1, phase = 0;
+    size_t left = h->nxs;
+    while (responder || left) {
         int status, pid = waitpid(-1, &status, WNOHANG);
         if (pid > 0) {
-            left -= pid == h->responder;
+            responder &= pid != h->responder;
             for (size_t i = 0; i < h->nxs; i++)
                 left -= h->xs[i].pid == pid;
             continue;
         }
         if (pid < 0 && errno == ECHILD)
             break;
-        if (rf_mono_ns() > deadline) {
-            kill(h->responder, SIGKILL);
+        uint64_t now = rf_mono_ns();
+        if (phase == 0 && (!responder || now > deadline)) {
+            if (responder)
+                kill(h->responder, SIGKILL);
+            for (size_t i = 0; i < h->nxs; i++)
+                kill(h->xs[i].pid, SIGTERM);
+            deadline = now + grace_ns;
+            phase = 1;
+        } else if (phase == 1 && now > deadline) {
             for (size_t i = 0; i < h->nxs; i++)
                 kill(h->xs[i].pid, SIGKILL);
-            deadline = UINT64_MAX;
+            phase = 2;
         }
         usleep(10000);
     }
@@ -1123,7 +1202,10 @@ static int rf_pm_adopt(rf_pm_t *pm, int fd, uint64_t grace_ns)
     if (brc < 0)
         why = "the scoreboard cannot be mapped again";
     if (why) {
-        rf_log(RF_LOG_NOTICE, "reload: %s: restarting the responder (open connections close)", why);
+        rf_log(RF_LOG_NOTICE,
+               "reload: %s: starting a new responder on the sockets still configured, once "
+               "the old one has answered what it received",
+               why);
         rf_pm_drop_handoff(pm, &h, grace_ns);
         rf_handoff_free(&h);
         return 0;
@@ -1311,12 +1393,20 @@ int rf_pm_main(const rf_pm_args_t *a)
     uint64_t grace =
         (uint64_t)(conf->process_control_timeout > 0 ? conf->process_control_timeout : 2) *
         1000000000u;
+    /* Listening sockets handed over (FPM_SOCKETS): by the master before a
+     * reload, or by a supervisor. The responder takes what it needs from
+     * the environment; the master holds them all meanwhile. */
+    int ninh = rf_fpm_sockets_take(&pm->lfds);
+    pm->nlfds = ninh > 0 ? ninh : 0;
+    a->io->keep_sockets = 1;
     int adopted = 0;
     if (a->handoff_fd >= 0) {
         /* A reload: this image was executed by the previous master. */
         adopted = rf_pm_adopt(pm, a->handoff_fd, grace);
         if (adopted < 0)
             return 70; /* its children follow (PR_SET_PDEATHSIG) */
+        if (adopted)
+            rf_fpm_sockets_unset(); /* the running responder has them */
     }
     /* Before any fork: the responder and every executor inherit it. */
     int brc = adopted ? 0 : rf_io_board_create(a->io, NULL, -1, &pm->board);
@@ -1370,6 +1460,7 @@ int rf_pm_main(const rf_pm_args_t *a)
         /* php-fpm exits 78 when its listen sockets cannot be set up. */
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
         rf_pm_shutdown(pm, SIGTERM, 1000000000u);
+        rf_pm_release_sockets(pm);
         return 78;
     }
     if (php) {
@@ -1534,5 +1625,6 @@ int rf_pm_main(const rf_pm_args_t *a)
     free(pm->faults);
     a->io->board = NULL;
     rf_board_destroy(pm->board);
+    rf_pm_release_sockets(pm);
     return exit_code;
 }

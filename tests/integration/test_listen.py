@@ -5,10 +5,12 @@ TCP, as php-fpm applies them."""
 import grp
 import os
 import pwd
+import shutil
 import socket
 import stat
 import struct
 import subprocess
+import tempfile
 import unittest
 
 import fcgi
@@ -198,6 +200,50 @@ class AllowedClientsTest(unittest.TestCase):
         # an IPv4 client on the dual-stack socket arrives v4-mapped
         self.assertEqual(fcgi.simple_request(("127.0.0.1", port), "/hello").status_code(), 200)
         server.stop()
+
+
+class FpmSocketsTest(unittest.TestCase):
+    """A supervisor hands ringfpm a bound socket (FPM_SOCKETS, php-fpm's
+    format): ringfpm listens on it instead of binding the address again
+    (which, without SO_REUSEPORT on the handed socket, would fail). The
+    built-in handler serves, so this runs in the sanitizer build too."""
+
+    def test_inherited_socket_is_used(self):
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        held.listen(16)
+        port = held.getsockname()[1]
+        tmp = tempfile.mkdtemp(prefix="ringfpm-fpmsockets-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        conf = os.path.join(tmp, "ringfpm.conf")
+        with open(conf, "w") as f:
+            f.write("[global]\nerror_log = %s/error.log\n[www]\nexecutor.type = builtin\n"
+                    "listen = 127.0.0.1:%d\n" % (tmp, port))
+        env = dict(os.environ, FPM_SOCKETS="127.0.0.1:%d=%d" % (port, held.fileno()))
+        proc = subprocess.Popen([harness.binary_path(), "-F", "-y", conf],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env, pass_fds=[held.fileno()])
+
+        def stop():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(5)
+        self.addCleanup(stop)
+
+        def log():
+            with open(os.path.join(tmp, "error.log")) as f:
+                return f.read()
+        self.assertTrue(harness.wait_until(lambda: os.path.exists(os.path.join(tmp, "error.log"))
+                                   and "ready to handle connections" in log(), 5.0),
+                        "exit %s" % proc.poll())
+        held.close()  # ours goes; ringfpm has its own
+        for _ in range(3):
+            with fcgi.Connection(("127.0.0.1", port), 5) as conn:
+                response = conn.request(fcgi.default_params(), keep_conn=False, timeout=5)
+            self.assertEqual(response.status_code(), 200, log())
+        proc.terminate()
+        self.assertEqual(proc.wait(5), 0, log())
 
 
 if __name__ == "__main__":

@@ -191,19 +191,45 @@ class ReloadTest(ReloadCase):
                         self.server.diagnostics())
         self.get_ok("pid.php")
 
-    def test_listen_change_restarts_the_responder(self):
-        self.start({"pm": "static", "pm.max_children": "1"})
-        self.wait_total(1)
-        old_address = self.server.address
+    def test_listen_change_restarts_the_responder_on_the_same_sockets(self):
+        # Two pools: "www" on a unix socket stays, "api" moves to another port.
+        opts = {"executor.type": "php", "pm": "static", "pm.max_children": "1",
+                "pm.status_path": "/status"}
+        self.server = phpserver.RingFpmPhp(None, {"www": dict(opts, listen="unix"),
+                                                  "api": dict(opts, listen=None)})
+        self.addCleanup(self.server.cleanup)
+        self.server.start()
+        self.addCleanup(self._stop)
+        sock_path = self.server.pools["www"]["listen"]
+        inode = os.stat(sock_path).st_ino
+        old_api = self.server.addresses["api"]
+        # a request running in the old responder when the reload comes
+        slow = self.pending("sleep.php", "ms=700")
+        time.sleep(0.2)
+        # clients of "www" never see the socket closed
+        load = Load(self.server, kept=0, fresh=2).start()
+        self.addCleanup(load.stop)
         port = harness.free_tcp_port()
-        self.rewrite(listen="127.0.0.1:%d" % port)
+        self.server.pools["api"]["listen"] = "127.0.0.1:%d" % port
+        self.server.write_config()
         mark = self.reload()
-        self.assertIn("restarting the responder", self.server.log()[mark:])
-        self.server.address = self.server.addresses["www"] = ("127.0.0.1", port)
-        self.get_ok("pid.php")
+        self.assertIn("starting a new responder on the sockets still configured",
+                      self.server.log()[mark:])
+        self.assertOk(slow.result(timeout=5), "the request the old responder was running")
+        time.sleep(0.5)
+        load.stop()
+        self.assertEqual(load.failures, [], "%d ok\n%s" % (load.ok, self.server.diagnostics()))
+        self.assertGreater(load.ok, 5)
+        self.assertEqual(os.stat(sock_path).st_ino, inode, "the unix socket was bound again")
+        self.server.addresses["api"] = ("127.0.0.1", port)
+        with fcgi.Connection(("127.0.0.1", port), 5) as conn:
+            self.assertOk(conn.request(params("pid.php"), keep_conn=False, timeout=5))
         with self.assertRaises(OSError):
-            fcgi.connect(old_address, timeout=1).close()
+            fcgi.connect(old_api, timeout=1).close()
         self.assertTrue(self.server.alive())
+        # at exit for good, the unix socket's path goes
+        self.server.stop()
+        self.assertFalse(os.path.exists(sock_path))
 
     def test_dynamic_pool_reload_keeps_queue_moving(self):
         self.start({"pm": "dynamic", "pm.max_children": "4", "pm.start_servers": "1",

@@ -7,14 +7,23 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "rf_board.h"
 #include "rf_ctl.h"
+#include "rf_fpm_sockets.h"
 
 namespace
 {
@@ -185,6 +194,122 @@ TEST(Handoff, BoardAttach)
     other.nslots = 5;
     EXPECT_EQ(rf_board_attach(&b, &other, 1, 1, 1, dup(fd)), -EINVAL);
     rf_board_destroy(a);
+}
+
+int tcp_listener(const char *ip, int family)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_GE(fd, 0);
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (family == AF_INET) {
+        auto *in = reinterpret_cast<sockaddr_in *>(&ss);
+        in->sin_family = AF_INET;
+        inet_pton(AF_INET, ip, &in->sin_addr);
+        len = sizeof(*in);
+    } else {
+        auto *in6 = reinterpret_cast<sockaddr_in6 *>(&ss);
+        in6->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, ip, &in6->sin6_addr);
+        len = sizeof(*in6);
+    }
+    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&ss), len), 0);
+    EXPECT_EQ(listen(fd, 4), 0);
+    return fd;
+}
+
+std::string port_of(int fd)
+{
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    getsockname(fd, reinterpret_cast<sockaddr *>(&ss), &len);
+    int port = ss.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in *>(&ss)->sin_port)
+                                       : ntohs(reinterpret_cast<sockaddr_in6 *>(&ss)->sin6_port);
+    return std::to_string(port);
+}
+
+// php-fpm's keys, the environment's format, and the way back: only
+// listening stream sockets are taken, each once, made close-on-exec.
+TEST(FpmSockets, ExportAndTake)
+{
+    int v4 = tcp_listener("127.0.0.1", AF_INET);
+    int v6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0) >= 0 ? tcp_listener("::", AF_INET6)
+                                                                  : -1;
+    char dir[] = "/tmp/rf-fpm-sockets-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    std::string path = std::string(dir) + "/s.sock";
+    int un = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path.c_str());
+    ASSERT_EQ(bind(un, reinterpret_cast<sockaddr *>(&sun), sizeof(sun)), 0);
+    ASSERT_EQ(listen(un, 4), 0);
+    int dgram = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    char key[256];
+    ASSERT_EQ(rf_fpm_sockets_key(v4, key, sizeof(key)), 0);
+    EXPECT_EQ(std::string(key), "127.0.0.1:" + port_of(v4));
+    if (v6 >= 0) {
+        ASSERT_EQ(rf_fpm_sockets_key(v6, key, sizeof(key)), 0);
+        EXPECT_EQ(std::string(key), ":::" + port_of(v6)); // php-fpm: no brackets
+    }
+    ASSERT_EQ(rf_fpm_sockets_key(un, key, sizeof(key)), 0);
+    EXPECT_EQ(std::string(key), path);
+    EXPECT_EQ(rf_fpm_sockets_key(dgram, key, sizeof(key)), -EINVAL);
+    EXPECT_LT(rf_fpm_sockets_key(-1, key, sizeof(key)), 0);
+
+    std::vector<int> fds = {v4, un};
+    if (v6 >= 0)
+        fds.push_back(v6);
+    ASSERT_EQ(rf_fpm_sockets_export(fds.data(), (int)fds.size()), 0);
+    const char *env = getenv("FPM_SOCKETS");
+    ASSERT_NE(env, nullptr);
+    std::string want = "127.0.0.1:" + port_of(v4) + "=" + std::to_string(v4) + "," + path + "=" +
+                       std::to_string(un);
+    EXPECT_EQ(std::string(env).substr(0, want.size()), want);
+    EXPECT_EQ(fcntl(v4, F_GETFD) & FD_CLOEXEC, 0); // inherited by the next image
+
+    // a stale entry, a datagram socket and a repeat are not taken
+    std::string more = std::string(env) + ",10.0.0.1:1=999,x=" + std::to_string(dgram) + "," +
+                       std::string(key) + "=" + std::to_string(un) + ",garbage";
+    setenv("FPM_SOCKETS", more.c_str(), 1);
+    setenv("FPM_SOCKETS_1", ("/p=" + std::to_string(v4)).c_str(), 1);
+    int *got = nullptr;
+    int n = rf_fpm_sockets_take(&got);
+    ASSERT_EQ(n, (int)fds.size());
+    for (int i = 0; i < n; i++) {
+        EXPECT_EQ(got[i], fds[i]);
+        EXPECT_NE(fcntl(got[i], F_GETFD) & FD_CLOEXEC, 0);
+    }
+    free(got);
+    rf_fpm_sockets_unset();
+    EXPECT_EQ(getenv("FPM_SOCKETS"), nullptr);
+    EXPECT_EQ(getenv("FPM_SOCKETS_1"), nullptr);
+    EXPECT_EQ(rf_fpm_sockets_take(&got), 0);
+    EXPECT_EQ(got, nullptr);
+    for (int fd : fds)
+        close(fd);
+    close(dgram);
+    unlink(path.c_str());
+    rmdir(dir);
+}
+
+// More than 128 sockets spill into FPM_SOCKETS_1, as php-fpm's sets.
+TEST(FpmSockets, SplitsIntoSets)
+{
+    std::vector<int> fds;
+    for (int i = 0; i < RF_FPM_SOCKETS_SET + 3; i++)
+        fds.push_back(tcp_listener("127.0.0.1", AF_INET));
+    ASSERT_EQ(rf_fpm_sockets_export(fds.data(), (int)fds.size()), 0);
+    std::string first = getenv("FPM_SOCKETS"), second = getenv("FPM_SOCKETS_1");
+    EXPECT_EQ(std::count(first.begin(), first.end(), ','), RF_FPM_SOCKETS_SET - 1);
+    EXPECT_EQ(std::count(second.begin(), second.end(), ','), 2);
+    int *got = nullptr;
+    EXPECT_EQ(rf_fpm_sockets_take(&got), (int)fds.size());
+    free(got);
+    rf_fpm_sockets_unset();
+    for (int fd : fds)
+        close(fd);
 }
 
 } // namespace
