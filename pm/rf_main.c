@@ -45,6 +45,7 @@ typedef struct rf_opts {
     int force_daemon;
     int force_foreground;
     int force_stderr;
+    int info; /* -i */
 } rf_opts_t;
 
 static void rf_usage(FILE *f, const char *argv0)
@@ -80,6 +81,30 @@ static void rf_usage(FILE *f, const char *argv0)
             "  -R, --allow-to-run-as-root\n"
             "                   Allow pool to run as root (disabled by default)\n",
             prog);
+}
+
+/* PHP's start-up options from -c, -n and -d. */
+static void rf_main_php_opts(const rf_opts_t *o, rf_php_opts_t *php)
+{
+    memset(php, 0, sizeof(*php));
+    php->ini_path = o->php_ini;
+    php->no_ini = o->no_php_ini;
+    php->defines = (const char *const *)o->defines;
+    php->ndefines = o->ndefines;
+}
+
+/* -m and -i: start PHP as the executors get it and print what php-fpm
+ * prints. php-fpm acts on -m as soon as it reads it (only the -c/-n/-d
+ * before it count) and on -i after the whole command line. */
+static int rf_main_php_print(const rf_opts_t *o, int what)
+{
+    rf_php_opts_t php;
+    rf_main_php_opts(o, &php);
+    if (rf_php_startup(&php) < 0)
+        return RF_EX_SOFTWARE;
+    int rc = what == 'm' ? rf_php_print_modules() : rf_php_print_info();
+    rf_php_shutdown();
+    return rc < 0 ? RF_EX_SOFTWARE : RF_EX_OK;
 }
 
 static void rf_dump_line(void *ctx, const char *line)
@@ -391,15 +416,18 @@ int main(int argc, char **argv)
                    "A FastCGI process manager for PHP, compatible with php-fpm\n",
                    RF_VERSION, rf_php_version());
             return RF_EX_OK;
-        case 'i':
         case 'm':
-            fprintf(stderr, "ringfpm: -%c needs PHP, which this build does not attach yet\n", c);
-            return RF_EX_SOFTWARE;
+            return rf_main_php_print(&o, 'm');
+        case 'i':
+            o.info = 1;
+            break;
         default:
             rf_usage(stderr, argv[0]);
             return RF_EX_USAGE;
         }
     }
+    if (o.info) /* before the positional check, as php-fpm */
+        return rf_main_php_print(&o, 'i');
     if (optind < argc) {
         rf_usage(stderr, argv[0]);
         return RF_EX_USAGE;
@@ -493,11 +521,7 @@ int main(int argc, char **argv)
     rf_main_log_ctx.o = &o;
     rf_main_log_ctx.foreground = !daemon;
     rf_php_opts_t php;
-    memset(&php, 0, sizeof(php));
-    php.ini_path = o.php_ini;
-    php.no_ini = o.no_php_ini;
-    php.defines = (const char *const *)o.defines;
-    php.ndefines = o.ndefines;
+    rf_main_php_opts(&o, &php);
     rf_pm_args_t pa = {
         .conf = &conf,
         .io = &ioc,

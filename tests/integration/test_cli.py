@@ -8,6 +8,7 @@ import tempfile
 import unittest
 
 import harness
+import phpserver
 
 
 class InheritedStderrLogTest(unittest.TestCase):
@@ -88,6 +89,74 @@ class NotImplementedWarningTest(unittest.TestCase):
         self.addCleanup(server.cleanup)
         self.assertIsNotNone(server.wait_log(r"ready to handle connections"))
         self.assertNotIn("not implemented by ringfpm yet", server.log())
+
+
+def run_ringfpm(*args, timeout=30):
+    return subprocess.run([harness.binary_path()] + list(args), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+class InfoModulesTest(unittest.TestCase):
+    """-m and -i start PHP as the executors get it (-c, -n, -d) and print
+    what php-fpm8.2 prints."""
+
+    def setUp(self):
+        reason = phpserver.missing_reason("ringfpm")
+        if reason:
+            self.skipTest(reason)
+
+    def test_m_lists_php_and_zend_modules(self):
+        r = run_ringfpm("-m")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        php, _, zend = r.stdout.partition("\n\n[Zend Modules]\n")
+        self.assertTrue(php.startswith("[PHP Modules]\n"), r.stdout)
+        modules = php.splitlines()[1:]
+        for name in ("cgi-fcgi", "Core", "date", "SPL", "standard"):
+            self.assertIn(name, modules)
+        self.assertEqual(modules, sorted(modules, key=str.lower))
+        self.assertEqual(zend, "Zend OPcache\n\n")  # Debian's conf.d loads it
+
+    def test_m_acts_on_the_options_before_it_only(self):
+        bare = run_ringfpm("-n", "-m")
+        self.assertEqual(bare.returncode, 0, bare.stderr)
+        self.assertNotIn("Zend OPcache", bare.stdout)
+        self.assertTrue(bare.stdout.endswith("[Zend Modules]\n\n"), bare.stdout)
+        late = run_ringfpm("-m", "-n")  # php-fpm prints at -m: the -n comes too late
+        self.assertIn("Zend OPcache", late.stdout)
+
+    def test_m_matches_php_fpm(self):
+        if phpserver.missing_reason("php-fpm"):
+            self.skipTest("php-fpm8.2 not installed")
+        for args in (["-m"], ["-n", "-m"]):
+            ours = run_ringfpm(*args).stdout.splitlines()
+            theirs = subprocess.run([phpserver.PHP_FPM] + args, capture_output=True, text=True,
+                                    timeout=30).stdout.splitlines()
+            # Debian's libphp (embed) has pcntl built in, php-fpm8.2 has not
+            self.assertEqual([m for m in ours if m != "pcntl"], theirs, args)
+
+    def test_i_prints_phpinfo_as_text(self):
+        r = run_ringfpm("-i")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("phpinfo()\nPHP Version => 8.2."), r.stdout[:200])
+        for line in ("Server API => FPM/FastCGI",
+                     "Loaded Configuration File => /etc/php/8.2/fpm/php.ini",
+                     "php-fpm => active",
+                     "cgi.fix_pathinfo => On => On",
+                     "cgi.force_redirect => On => On",
+                     "cgi.redirect_status_env => no value => no value",
+                     "fpm.config => no value => no value"):
+            self.assertIn("\n" + line + "\n", r.stdout)
+        self.assertNotIn("fastcgi.script_path_encoded", r.stdout)  # not php-fpm 8.2's
+        self.assertNotIn("<table", r.stdout)
+        self.assertRegex(r.stdout, r"\$_SERVER\['REQUEST_TIME'\] => [1-9]\d+\n")
+
+    def test_i_honours_n_and_d_after_it_and_ignores_arguments(self):
+        # regression: -n still loaded the default php.ini
+        r = run_ringfpm("-i", "-n", "-d", "memory_limit=77M", "extra")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("\nLoaded Configuration File => (none)\n", r.stdout)
+        self.assertIn("\nmemory_limit => 77M => 77M\n", r.stdout)
+        self.assertIn("\nAdditional .ini files parsed => (none)\n", r.stdout)
 
 
 if __name__ == "__main__":
