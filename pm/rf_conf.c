@@ -49,6 +49,7 @@ enum rf_conf_type {
     RF_T_EXEC_CPUS,   /* ringfpm: cpu list, "spread" or "spread <list>" */
     RF_T_FACILITY,    /* php-fpm's syslog.facility names */
     RF_T_FPM_INT,     /* php-fpm's fpm_conf_set_integer: [-]digits */
+    RF_T_PRIORITY,    /* process.priority: as RF_T_FPM_INT, unset = 64 */
     RF_T_IGNORED,     /* php-fpm's, accepted, not acted on yet */
 };
 
@@ -99,10 +100,10 @@ static const rf_directive_t rf_directives[] = {
     GI("emergency_restart_interval"),
     G("process_control_timeout", RF_T_TIME, process_control_timeout),
     GI("process.max"),
-    GI("process.priority"),
+    G("process.priority", RF_T_PRIORITY, process_priority),
     G("daemonize", RF_T_DAEMONIZE, daemonize),
     G("rlimit_files", RF_T_INT, rlimit_files),
-    GI("rlimit_core"),
+    G("rlimit_core", RF_T_RLIMIT_CORE, rlimit_core),
     GI("events.mechanism"),
     GI("systemd_interval"),
     /* [global], ringfpm */
@@ -127,7 +128,7 @@ static const rf_directive_t rf_directives[] = {
     P("listen.group", RF_T_STR, listen_group),
     P("listen.mode", RF_T_MODE, listen_mode),
     P("listen.allowed_clients", RF_T_STR, listen_allowed_clients),
-    PI("process.priority"),
+    P("process.priority", RF_T_PRIORITY, process_priority),
     P("process.dumpable", RF_T_BOOL, process_dumpable),
     P("pm", RF_T_PM, pm),
     P("pm.max_children", RF_T_INT, pm_max_children),
@@ -223,6 +224,7 @@ static void rf_pool_defaults(rf_conf_pool_t *p)
     p->pm_max_spawn_rate = 32;
     p->pm_process_idle_timeout = 10;
     p->request_slowlog_trace_depth = 20;
+    p->process_priority = RF_CONF_PRIORITY_UNSET;
     p->clear_env = 1;
     p->decorate_workers_output = 1;
     p->max_params_bytes = 1 << 20;
@@ -548,7 +550,8 @@ static int rf_store(rf_load_t *ld, const rf_directive_t *d, const char *value, i
                            d->name);
         *(int *)field = rc;
         return 0;
-    case RF_T_FPM_INT: {
+    case RF_T_FPM_INT:
+    case RF_T_PRIORITY: {
         /* fpm_conf_set_integer: an optional '-' then digits, atoi() */
         const char *v = value + (value[0] == '-');
         if (*v == '\0' || strspn(v, "0123456789") != strlen(v))
@@ -829,6 +832,9 @@ static int rf_validate(rf_load_t *ld)
     rf_conf_t *c = ld->conf;
     if (c->log_limit < RF_LOG_LIMIT_MIN)
         return rf_fail(ld, 0, "log_limit must be greater than %d", RF_LOG_LIMIT_MIN);
+    if (c->process_priority != RF_CONF_PRIORITY_UNSET &&
+        (c->process_priority < -19 || c->process_priority > 20))
+        return rf_fail(ld, 0, "process.priority must be included into [-19,20]");
     if (c->npools == 0)
         return rf_fail(ld, 0,
                        "No pool defined. at least one pool section must be specified in "
@@ -899,6 +905,10 @@ static int rf_validate(rf_load_t *ld)
         int rc = rf_check_path_option(ld, p, "ping", p->ping_path);
         if (rc == 0)
             rc = rf_check_path_option(ld, p, "status", p->pm_status_path);
+        if (rc == 0 && p->process_priority != RF_CONF_PRIORITY_UNSET &&
+            (p->process_priority < -19 || p->process_priority > 20))
+            rc = rf_fail(ld, 0, "[pool %s] process.priority must be included into [-19,20]",
+                         p->name);
         if (rc < 0)
             return rc;
         if (p->ping_path && p->ping_response == NULL)
@@ -933,6 +943,7 @@ static void rf_global_defaults(rf_conf_t *c)
     c->log_buffering = 1;
     c->log_limit = RF_LOG_LIMIT_DEFAULT;
     c->daemonize = 1;
+    c->process_priority = RF_CONF_PRIORITY_UNSET;
     c->backend = RF_IO_AUTO;
     c->idle_timeout_ms = 600000;
 }
@@ -1058,6 +1069,12 @@ static void rf_dump_one(const rf_directive_t *d, const void *base,
     }
     case RF_T_LEVEL:
         snprintf(line, sizeof(line), "\t%s = %s", d->name, rf_log_level_name(*(const int *)field));
+        break;
+    case RF_T_PRIORITY:
+        if (*(const long *)field == RF_CONF_PRIORITY_UNSET)
+            snprintf(line, sizeof(line), "\t%s = undefined", d->name);
+        else
+            snprintf(line, sizeof(line), "\t%s = %ld", d->name, *(const long *)field);
         break;
     case RF_T_FACILITY: /* php-fpm prints the number */
         snprintf(line, sizeof(line), "\t%s = %d", d->name, *(const int *)field);

@@ -17,6 +17,9 @@ extern "C" {
 
 #define RF_CONF_MAX_POOLS 256
 
+/* process.priority not set (php-fpm's sentinel: -tt prints "undefined"). */
+#define RF_CONF_PRIORITY_UNSET 64
+
 enum rf_pm_mode {
     RF_PM_NONE = 0,
     RF_PM_STATIC,
@@ -82,8 +85,9 @@ typedef struct rf_conf_pool {
     long request_slowlog_timeout;
     long request_slowlog_trace_depth;
     long request_terminate_timeout;
-    long rlimit_files; /* RLIMIT_NOFILE of executors; 0 = inherited */
-    long rlimit_core;  /* RLIMIT_CORE of executors; 0 = inherited, -1 = unlimited */
+    long rlimit_files;     /* RLIMIT_NOFILE of executors; 0 = inherited */
+    long rlimit_core;      /* RLIMIT_CORE of executors; 0 = inherited, -1 = unlimited */
+    long process_priority; /* nice value of executors; RF_CONF_PRIORITY_UNSET */
     char *chroot;
     char *chdir;
     int process_dumpable; /* process.dumpable: PR_SET_DUMPABLE after setuid */
@@ -129,6 +133,8 @@ typedef struct rf_conf {
     long log_limit; /* >= 512, default 1024 */
     int daemonize;
     long rlimit_files;
+    long rlimit_core;      /* RLIMIT_CORE of the master; 0 = inherited, -1 = unlimited */
+    long process_priority; /* nice value of the master; RF_CONF_PRIORITY_UNSET */
     long process_control_timeout;
     /* ringfpm [global] */
     int threads; /* 0 = auto */

@@ -107,6 +107,42 @@ static int rf_main_php_print(const rf_opts_t *o, int what)
     return rc < 0 ? RF_EX_SOFTWARE : RF_EX_OK;
 }
 
+/* The master's rlimit_core (before daemonizing, as php-fpm). */
+static int rf_main_rlimit_core(long want)
+{
+    if (want == 0)
+        return 0;
+    struct rlimit r;
+    r.rlim_cur = r.rlim_max = want < 0 ? RLIM_INFINITY : (rlim_t)want;
+    if (setrlimit(RLIMIT_CORE, &r) < 0) {
+        rf_log(RF_LOG_ERROR,
+               "failed to set rlimit_core for this pool. Please check your system limits or "
+               "decrease rlimit_core. setrlimit(RLIMIT_CORE, %ld): %s (%d)",
+               want, strerror(errno), errno);
+        return -1;
+    }
+    return 0;
+}
+
+/* The master's process.priority (after daemonizing, as php-fpm): its
+ * executors and responder inherit it unless a pool sets its own. */
+static int rf_main_priority(long prio)
+{
+    if (prio == RF_CONF_PRIORITY_UNSET)
+        return 0;
+    if (geteuid() != 0) {
+        rf_log(RF_LOG_NOTICE,
+               "'process.priority' directive is ignored when FPM is not running as root");
+        return 0;
+    }
+    if (setpriority(PRIO_PROCESS, 0, (int)prio) < 0) {
+        rf_log(RF_LOG_ERROR, "Unable to set priority for the master process: %s (%d)",
+               strerror(errno), errno);
+        return -1;
+    }
+    return 0;
+}
+
 static void rf_dump_line(void *ctx, const char *line)
 {
     rf_log(RF_LOG_NOTICE, "%s", line);
@@ -495,12 +531,21 @@ int main(int argc, char **argv)
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
         return RF_EX_SOFTWARE;
     }
+    if (rf_main_rlimit_core(conf.rlimit_core) < 0) {
+        rf_log(RF_LOG_ERROR, "FPM initialization failed");
+        rf_conf_free(&conf);
+        return RF_EX_CONFIG;
+    }
     rf_raise_nofile(conf.rlimit_files);
     signal(SIGPIPE, SIG_IGN);
 
     if (daemon && rf_daemonize(&notify_fd) < 0) {
         rf_log(RF_LOG_ERROR, "failed to daemonize: %s", strerror(errno));
         return RF_EX_SOFTWARE;
+    }
+    if (rf_main_priority(conf.process_priority) < 0) {
+        rf_log(RF_LOG_ERROR, "FPM initialization failed");
+        return RF_EX_CONFIG;
     }
     const char *pidfile = conf.pid ? conf.pid : o.pid; /* config wins, as in php-fpm */
     char pidfull[4096];

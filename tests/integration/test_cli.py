@@ -70,6 +70,7 @@ class NotImplementedWarningTest(unittest.TestCase):
             "pm.min_spare_servers": "1", "pm.max_spare_servers": "3",
             "access.format": '"%R %s"', "env[APP]": "x", "prefix": "/tmp",
             "access.log": "/tmp/ringfpm-access.log", "listen.allowed_clients": "127.0.0.1",
+            "process.priority": "0",
         }})
         server.start()
         self.addCleanup(server.cleanup)
@@ -80,7 +81,7 @@ class NotImplementedWarningTest(unittest.TestCase):
             self.assertRegex(line, r"(: |, )%s(,|$)" % re.escape(name))
         # implemented: never named
         for name in ("pm", "pm.max_children", "env", "listen.allowed_clients", "access.log",
-                     "access.format"):
+                     "access.format", "process.priority"):
             self.assertNotRegex(line, r"(: |, )%s(,|$)" % re.escape(name))
 
     def test_no_warning_when_nothing_is_pending(self):

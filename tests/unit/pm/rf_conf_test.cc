@@ -106,6 +106,13 @@ std::vector<std::string> dump(const rf_conf_t &c)
     return lines;
 }
 
+// Whether -tt prints this line (any section).
+bool dumped(const rf_conf_t &c, const std::string &line)
+{
+    std::vector<std::string> all = dump(c);
+    return std::find(all.begin(), all.end(), line) != all.end();
+}
+
 // The dumped lines of the pool sections that start with a tab + prefix.
 std::vector<std::string> dump_lines(const rf_conf_t &c, const std::string &prefix)
 {
@@ -597,3 +604,65 @@ TEST(ConfPm, NoPmStillAccepted)
 }
 
 } // namespace
+
+// ------------------------------------------------- process.priority, global rlimit_core
+
+TEST(ConfPriority, UnsetIsUndefinedAndValuesAreKept)
+{
+    Loaded l;
+    load(l, "");
+    ASSERT_EQ(l.rc, 0) << l.err;
+    EXPECT_EQ(l.conf.process_priority, RF_CONF_PRIORITY_UNSET);
+    EXPECT_EQ(l.pool().process_priority, RF_CONF_PRIORITY_UNSET);
+    EXPECT_EQ(dump_lines(l.conf, "process.priority"),
+              (std::vector<std::string>{"process.priority = undefined"}));
+    EXPECT_TRUE(dumped(l.conf, "\tprocess.priority = undefined")); // [global]
+
+    Loaded v;
+    load(v,
+         "[global]\nprocess.priority = -19\n[www]\nlisten = 127.0.0.1:9000\n"
+         "process.priority = 20\n",
+         false);
+    ASSERT_EQ(v.rc, 0) << v.err;
+    EXPECT_EQ(v.conf.process_priority, -19);
+    EXPECT_EQ(v.pool().process_priority, 20);
+    EXPECT_EQ(dump_lines(v.conf, "process.priority"),
+              (std::vector<std::string>{"process.priority = 20"}));
+    // acted on: never named in the startup warning
+    EXPECT_EQ(ignored(v.pool()), "");
+    EXPECT_EQ(v.conf.ignored, nullptr);
+}
+
+TEST(ConfPriority, RangeAndSyntaxErrorsAsPhpFpm)
+{
+    EXPECT_EQ(error_of("process.priority = 21\n"),
+              "[pool www] process.priority must be included into [-19,20]");
+    EXPECT_EQ(error_of("process.priority = -20\n"),
+              "[pool www] process.priority must be included into [-19,20]");
+    std::string e = error_of("process.priority = +5\n");
+    EXPECT_EQ(e.substr(e.find("] ")), "] unable to parse value for entry 'process.priority': is "
+                                      "not a valid number (greater or equal than zero)");
+    Loaded g;
+    load(g, "[global]\nprocess.priority = 21\n[www]\nlisten = 127.0.0.1:9000\n", false);
+    EXPECT_LT(g.rc, 0);
+    EXPECT_EQ(g.err, "process.priority must be included into [-19,20]");
+}
+
+TEST(ConfGlobal, RlimitCoreIsTheMasters)
+{
+    Loaded l;
+    load(l,
+         "[global]\nrlimit_core = unlimited\n[www]\nlisten = 127.0.0.1:9000\n"
+         "rlimit_core = 7\n",
+         false);
+    ASSERT_EQ(l.rc, 0) << l.err;
+    EXPECT_EQ(l.conf.rlimit_core, -1);
+    EXPECT_EQ(l.pool().rlimit_core, 7);
+    EXPECT_EQ(l.conf.ignored, nullptr);
+    EXPECT_TRUE(dumped(l.conf, "\trlimit_core = -1"));
+
+    Loaded bad;
+    load(bad, "[global]\nrlimit_core = -5\n[www]\nlisten = 127.0.0.1:9000\n", false);
+    EXPECT_EQ(bad.err, bad.at(2, "unable to parse value for entry 'rlimit_core': must be greater "
+                                 "than zero or 'unlimited'"));
+}
