@@ -179,6 +179,7 @@ typedef struct rf_load {
     int in_global;
     const char *file;
     int depth;
+    int flags; /* RF_CONF_ALLOW_ROOT */
     char *err;
     size_t errlen;
     char envbuf[4096];
@@ -826,6 +827,19 @@ static int rf_check_path_option(rf_load_t *ld, rf_conf_pool_t *p, const char *wh
     return 0;
 }
 
+/* The first check of php-fpm's fpm_conf_process_all_pools, before listen:
+ * a user for a PHP pool when running as root. */
+static int rf_validate_user(rf_load_t *ld, const rf_conf_pool_t *p)
+{
+    /* A builtin pool runs no PHP and starts no process as its user. */
+    if (p->user == NULL && p->executor_type == RF_EXEC_PHP && geteuid() == 0 &&
+        !(ld->flags & RF_CONF_ALLOW_ROOT)) {
+        rf_log(RF_LOG_ALERT, "[pool %s] user has not been defined", p->name);
+        return rf_fail(ld, 0, "failed to post process the configuration");
+    }
+    return 0;
+}
+
 /* fpm_conf_process_all_pools: what php-fpm refuses to start with. */
 static int rf_validate(rf_load_t *ld)
 {
@@ -841,6 +855,8 @@ static int rf_validate(rf_load_t *ld)
                        "config file");
     for (int i = 0; i < c->npools; i++) {
         rf_conf_pool_t *p = &c->pools[i];
+        if (rf_validate_user(ld, p) < 0)
+            return -EINVAL;
         if (p->listen == NULL || p->listen[0] == '\0')
             return rf_fail(ld, 0, "[pool %s] no listen address have been defined!", p->name);
         for (int k = 0; k < i; k++)
@@ -948,14 +964,16 @@ static void rf_global_defaults(rf_conf_t *c)
     c->idle_timeout_ms = 600000;
 }
 
-int rf_conf_load(rf_conf_t *conf, const char *path, const char *prefix, char *err, size_t errlen)
+int rf_conf_load(rf_conf_t *conf, const char *path, const char *prefix, int flags, char *err,
+                 size_t errlen)
 {
     memset(conf, 0, sizeof(*conf));
     rf_global_defaults(conf);
     if (prefix)
         conf->prefix = rf_strdup(prefix);
     err[0] = '\0';
-    rf_load_t ld = {.conf = conf, .in_global = 1, .err = err, .errlen = errlen, .file = "-"};
+    rf_load_t ld = {
+        .conf = conf, .in_global = 1, .flags = flags, .err = err, .errlen = errlen, .file = "-"};
 
     if (path == NULL) {
         /* The built-in default: one pool, 127.0.0.1:9000, like a fresh

@@ -20,6 +20,9 @@ extern "C" {
 /* process.priority not set (php-fpm's sentinel: -tt prints "undefined"). */
 #define RF_CONF_PRIORITY_UNSET 64
 
+/* rf_conf_load flags. */
+#define RF_CONF_ALLOW_ROOT 1 /* -R: a PHP pool may run as root */
+
 enum rf_pm_mode {
     RF_PM_NONE = 0,
     RF_PM_STATIC,
@@ -154,11 +157,14 @@ typedef struct rf_conf {
 
 /*
  * Load and validate a configuration file (path NULL: the built-in default,
- * 127.0.0.1:9000). On error returns -EINVAL and leaves a message in err
- * (php-fpm's form: "[file:line] text"); on success 0, with warnings already
- * logged. Free with rf_conf_free.
+ * 127.0.0.1:9000). prefix is -p (NULL: none). flags: RF_CONF_ALLOW_ROOT
+ * (-R). When running as root without RF_CONF_ALLOW_ROOT, a PHP pool must
+ * set `user`, as php-fpm's post-processing wants. On error returns -EINVAL
+ * and leaves a message in err (php-fpm's form: "[file:line] text"); on
+ * success 0, with warnings already logged. Free with rf_conf_free.
  */
-int rf_conf_load(rf_conf_t *conf, const char *path, const char *prefix, char *err, size_t errlen);
+int rf_conf_load(rf_conf_t *conf, const char *path, const char *prefix, int flags, char *err,
+                 size_t errlen);
 
 void rf_conf_free(rf_conf_t *conf);
 

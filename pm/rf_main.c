@@ -21,6 +21,7 @@
 
 #include "rf_conf.h"
 #include "rf_config.h"
+#include "rf_ids.h"
 #include "rf_io.h"
 #include "rf_log.h"
 #include "rf_pm.h"
@@ -45,7 +46,8 @@ typedef struct rf_opts {
     int force_daemon;
     int force_foreground;
     int force_stderr;
-    int info; /* -i */
+    int allow_root; /* -R */
+    int info;       /* -i */
 } rf_opts_t;
 
 static void rf_usage(FILE *f, const char *argv0)
@@ -105,6 +107,53 @@ static int rf_main_php_print(const rf_opts_t *o, int what)
     int rc = what == 'm' ? rf_php_print_modules() : rf_php_print_info();
     rf_php_shutdown();
     return rc < 0 ? RF_EX_SOFTWARE : RF_EX_OK;
+}
+
+/*
+ * fpm_unix_conf_wp, at start-up (-t does not get here). As root, the user
+ * and group of every pool must resolve, and a PHP pool must not run as
+ * root (uid or gid 0, or unset) unless -R. Not root, a pool's user, group,
+ * chroot and process.priority are ignored, with php-fpm's notices. Returns
+ * 0, or -1 once the reason is logged.
+ */
+static int rf_main_check_users(const rf_conf_t *conf, int allow_root)
+{
+    int root = geteuid() == 0;
+    for (int i = 0; i < conf->npools; i++) {
+        const rf_conf_pool_t *p = &conf->pools[i];
+        if (!root) {
+            static const char *const what[] = {"user", "group", "chroot"};
+            const char *const vals[] = {p->user, p->group, p->chroot};
+            for (int k = 0; k < 3; k++)
+                if (vals[k] && *vals[k])
+                    rf_log(RF_LOG_NOTICE,
+                           "[pool %s] '%s' directive is ignored when FPM is not running as root",
+                           p->name, what[k]);
+            if (p->process_priority != RF_CONF_PRIORITY_UNSET)
+                rf_log(RF_LOG_NOTICE,
+                       "[pool %s] 'process.priority' directive is ignored when FPM is not running "
+                       "as root",
+                       p->name);
+            continue;
+        }
+        uid_t uid = (uid_t)-1;
+        gid_t gid = (gid_t)-1;
+        const char *failed = NULL;
+        if (rf_ids_lookup(p->user, p->group, &uid, &gid, &failed) < 0) {
+            int user = failed[0] == 'u';
+            rf_log(RF_LOG_ERROR, "[pool %s] cannot get %s for %s '%s'", p->name,
+                   user ? "uid" : "gid", failed, user ? p->user : p->group);
+            return -1;
+        }
+        /* unset counts as root, as php-fpm's zeroed set_uid / set_gid */
+        if (!allow_root && p->executor_type == RF_EXEC_PHP &&
+            (uid == 0 || uid == (uid_t)-1 || gid == 0 || gid == (gid_t)-1)) {
+            rf_log(RF_LOG_ERROR, "[pool %s] please specify user and group other than root",
+                   p->name);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* The master's rlimit_core (before daemonizing, as php-fpm). */
@@ -442,8 +491,10 @@ int main(int argc, char **argv)
             break;
         }
         case 'R':
+            o.allow_root = 1;
+            break;
         case 'e':
-            break; /* root pools: not refused yet (issue: pool user checks) */
+            break;
         case 'h':
             rf_usage(stdout, argv[0]);
             return RF_EX_OK;
@@ -498,7 +549,8 @@ int main(int argc, char **argv)
 
     rf_conf_t conf;
     char err[1024];
-    if (rf_conf_load(&conf, path, o.prefix, err, sizeof(err)) < 0) {
+    if (rf_conf_load(&conf, path, o.prefix, o.allow_root ? RF_CONF_ALLOW_ROOT : 0, err,
+                     sizeof(err)) < 0) {
         rf_log(RF_LOG_ERROR, "%s", err);
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
         rf_conf_free(&conf);
@@ -531,7 +583,7 @@ int main(int argc, char **argv)
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
         return RF_EX_SOFTWARE;
     }
-    if (rf_main_rlimit_core(conf.rlimit_core) < 0) {
+    if (rf_main_check_users(&conf, o.allow_root) < 0 || rf_main_rlimit_core(conf.rlimit_core) < 0) {
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
         rf_conf_free(&conf);
         return RF_EX_CONFIG;

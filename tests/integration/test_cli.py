@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -158,6 +159,59 @@ class InfoModulesTest(unittest.TestCase):
         self.assertIn("\nLoaded Configuration File => (none)\n", r.stdout)
         self.assertIn("\nmemory_limit => 77M => 77M\n", r.stdout)
         self.assertIn("\nAdditional .ini files parsed => (none)\n", r.stdout)
+
+
+class RunAsRootTest(unittest.TestCase):
+    """As root, php-fpm refuses a PHP pool with no user (also at -t), and at
+    start-up one whose user or group is root, unless -R."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        self.tmp = tempfile.mkdtemp(prefix="ringfpm-root-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def conf(self, pool):
+        path = os.path.join(self.tmp, "x.conf")
+        with open(path, "w") as f:
+            f.write("[global]\nerror_log = /proc/self/fd/2\n[www]\n"
+                    "listen = 127.0.0.1:%d\npm = static\npm.max_children = 1\n%s"
+                    % (harness.free_tcp_port(), pool))
+        return path
+
+    def test_pool_without_user_is_refused_without_R(self):
+        conf = self.conf("")
+        for args in (["-t"], ["-F"]):
+            r = run_ringfpm(*args, "-y", conf, timeout=10)
+            self.assertEqual(r.returncode, 78, r.stderr)
+            self.assertIn("ALERT: [pool www] user has not been defined", r.stderr)
+            self.assertIn("ERROR: failed to post process the configuration", r.stderr)
+            self.assertIn("ERROR: FPM initialization failed", r.stderr)
+        r = run_ringfpm("-t", "-R", "-y", conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run_ringfpm("-t", "--allow-to-run-as-root", "-y", conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_root_user_or_group_is_refused_at_start_not_at_t(self):
+        for pool in ("user = root\n", "user = 0\n", "user = www-data\ngroup = root\n",
+                     "user =\n"):
+            conf = self.conf(pool)
+            r = run_ringfpm("-t", "-y", conf)
+            self.assertEqual(r.returncode, 0, pool + r.stderr)  # as php-fpm's -t
+            r = run_ringfpm("-F", "-y", conf, timeout=10)
+            self.assertEqual(r.returncode, 78, pool + r.stderr)
+            self.assertIn("ERROR: [pool www] please specify user and group other than root",
+                          r.stderr)
+
+    def test_unknown_user_is_refused_at_start(self):
+        r = run_ringfpm("-F", "-y", self.conf("user = no-such-user-rf\n"), timeout=10)
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn("ERROR: [pool www] cannot get uid for user 'no-such-user-rf'", r.stderr)
+
+    def test_a_builtin_pool_needs_no_user(self):
+        # it runs no PHP: nothing runs as the pool's user
+        r = run_ringfpm("-t", "-y", self.conf("executor.type = builtin\n"))
+        self.assertEqual(r.returncode, 0, r.stderr)
 
 
 if __name__ == "__main__":

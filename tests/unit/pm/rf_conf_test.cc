@@ -52,7 +52,9 @@ const char *const kBase = "[global]\n"                 // line 1
                           "[www]\n"                    // line 2
                           "listen = 127.0.0.1:9000\n"; // line 3; the caller's text starts at 4
 
-void load(Loaded &l, const std::string &text, bool with_base = true)
+// flags: rf_conf_load's; the tests run as root, so by default as with -R.
+void load(Loaded &l, const std::string &text, bool with_base = true, int flags = RF_CONF_ALLOW_ROOT,
+          const char *prefix = nullptr)
 {
     char tmpl[] = "/tmp/rf_conf_test.XXXXXX";
     int fd = mkstemp(tmpl);
@@ -63,7 +65,7 @@ void load(Loaded &l, const std::string &text, bool with_base = true)
     close(fd);
     char err[1024];
     std::memset(err, 'x', sizeof(err));
-    l.rc = rf_conf_load(&l.conf, l.path.c_str(), nullptr, err, sizeof(err));
+    l.rc = rf_conf_load(&l.conf, l.path.c_str(), prefix, flags, err, sizeof(err));
     l.err = l.rc < 0 ? err : "";
 }
 
@@ -368,7 +370,7 @@ TEST(ConfExecutor, Defaults)
     // the built-in default (no file) gets the same
     rf_conf_t c;
     char err[256];
-    ASSERT_EQ(rf_conf_load(&c, nullptr, nullptr, err, sizeof(err)), 0) << err;
+    ASSERT_EQ(rf_conf_load(&c, nullptr, nullptr, RF_CONF_ALLOW_ROOT, err, sizeof(err)), 0) << err;
     EXPECT_EQ(c.pools[0].queue_max, 4096);
     EXPECT_EQ(c.pools[0].queue_timeout_ms, 60000);
     EXPECT_EQ(c.pools[0].executor_type, RF_EXEC_PHP);
@@ -665,4 +667,33 @@ TEST(ConfGlobal, RlimitCoreIsTheMasters)
     load(bad, "[global]\nrlimit_core = -5\n[www]\nlisten = 127.0.0.1:9000\n", false);
     EXPECT_EQ(bad.err, bad.at(2, "unable to parse value for entry 'rlimit_core': must be greater "
                                  "than zero or 'unlimited'"));
+}
+
+// ------------------------------------------------------------ running as root
+
+TEST(ConfRoot, PhpPoolWithoutUserNeedsAllowRoot)
+{
+    if (geteuid() != 0)
+        GTEST_SKIP() << "not root";
+    Loaded l;
+    load(l, "", true, 0);
+    EXPECT_LT(l.rc, 0);
+    EXPECT_EQ(l.err, "failed to post process the configuration");
+    // before the listen check, as php-fpm
+    Loaded n;
+    load(n, "[www]\npm = static\n", false, 0);
+    EXPECT_EQ(n.err, "failed to post process the configuration");
+
+    Loaded u;
+    load(u, "user = www-data\n", true, 0);
+    EXPECT_EQ(u.rc, 0) << u.err;
+    Loaded r; // a root user is refused at start-up, not here (php-fpm -t passes it)
+    load(r, "user = root\n", true, 0);
+    EXPECT_EQ(r.rc, 0) << r.err;
+    Loaded b; // a builtin pool runs no PHP
+    load(b, "executor.type = builtin\n", true, 0);
+    EXPECT_EQ(b.rc, 0) << b.err;
+    Loaded a;
+    load(a, "", true, RF_CONF_ALLOW_ROOT);
+    EXPECT_EQ(a.rc, 0) << a.err;
 }
