@@ -22,6 +22,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "rf_access.h"
 #include "rf_ini.h"
 #include "rf_io.h"
 #include "rf_log.h"
@@ -117,7 +118,7 @@ static const rf_directive_t rf_directives[] = {
     G("responder.recv_buffer_size", RF_T_SIZE, recv_buffer_size),
 
     /* pools, php-fpm 8.2 order */
-    PP("prefix", RF_T_STR, prefix),
+    P("prefix", RF_T_STR, prefix),
     P("user", RF_T_STR, user),
     P("group", RF_T_STR, group),
     P("listen", RF_T_STR, listen),
@@ -827,15 +828,192 @@ static int rf_check_path_option(rf_load_t *ld, rf_conf_pool_t *p, const char *wh
     return 0;
 }
 
-/* The first check of php-fpm's fpm_conf_process_all_pools, before listen:
- * a user for a PHP pool when running as root. */
-static int rf_validate_user(rf_load_t *ld, const rf_conf_pool_t *p)
+int rf_conf_full_path(char **path, const rf_conf_t *conf, const rf_conf_pool_t *p,
+                      int expand_prefix)
 {
+    if (path == NULL || *path == NULL || (*path)[0] == '/')
+        return 0;
+    const char *base = p && p->prefix ? p->prefix : conf->prefix ? conf->prefix : "/usr";
+    const char *rest = *path;
+    if (expand_prefix) {
+        const char *at = strstr(rest, "$prefix");
+        if (at != NULL && at != rest) {
+            /* left relative: the caller's "must start with a '/'" follows */
+            rf_log(RF_LOG_ERROR, "'$prefix' must be use at the beginning of the value");
+            return 0;
+        }
+        if (at != NULL)
+            rest += 7;
+    }
+    size_t len = strlen(base) + strlen(rest) + 2;
+    char *full = malloc(len);
+    if (full == NULL)
+        return -ENOMEM;
+    if (expand_prefix && rest != *path && *rest == '\0')
+        snprintf(full, len, "%s", base);
+    else
+        snprintf(full, len, "%s/%s", base, rest);
+    free(*path);
+    *path = full;
+    /* a pool prefix that is itself relative: once more against the global one */
+    if (full[0] != '/' && p != NULL)
+        return rf_conf_full_path(path, conf, NULL, expand_prefix);
+    return 0;
+}
+
+static int rf_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The first checks of php-fpm's fpm_conf_process_all_pools, before listen:
+ * the pool prefix, and a user for a PHP pool when running as root. */
+static int rf_validate_prefix_user(rf_load_t *ld, rf_conf_pool_t *p)
+{
+    if (p->prefix && *p->prefix) {
+        if (rf_conf_full_path(&p->prefix, ld->conf, NULL, 0) < 0)
+            return -ENOMEM;
+        if (!rf_is_dir(p->prefix))
+            return rf_fail(ld, 0, "[pool %s] the prefix '%s' does not exist or is not a directory",
+                           p->name, p->prefix);
+    }
     /* A builtin pool runs no PHP and starts no process as its user. */
     if (p->user == NULL && p->executor_type == RF_EXEC_PHP && geteuid() == 0 &&
         !(ld->flags & RF_CONF_ALLOW_ROOT)) {
         rf_log(RF_LOG_ALERT, "[pool %s] user has not been defined", p->name);
         return rf_fail(ld, 0, "failed to post process the configuration");
+    }
+    return 0;
+}
+
+/* A unix socket path (php-fpm: no ':' and not only digits) under the
+ * prefix when relative. */
+static int rf_validate_listen_path(rf_load_t *ld, rf_conf_pool_t *p)
+{
+    const char *l = p->listen;
+    if (l[0] == '/' || strchr(l, ':') || strspn(l, "0123456789") == strlen(l))
+        return 0;
+    return rf_conf_full_path(&p->listen, ld->conf, p, 0);
+}
+
+/* php-fpm's FPM_PHP_INI_TO_EXPAND: php values that are paths. */
+static int rf_php_ini_is_path(const char *name)
+{
+    static const char *const names[] = {"error_log",
+                                        "extension_dir",
+                                        "mime_magic.magicfile",
+                                        "sendmail_path",
+                                        "session.cookie_path",
+                                        "session_pgsql.sem_file_name",
+                                        "soap.wsdl_cache_dir",
+                                        "uploadprogress.file.filename_template",
+                                        "xdebug.output_dir",
+                                        "xdebug.profiler_output_dir",
+                                        "xdebug.trace_output_dir",
+                                        "xmms.path",
+                                        "axis2.client_home",
+                                        "blenc.key_file",
+                                        "coin_acceptor.device"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* chroot / chdir: under the prefix when relative; then it must be absolute
+ * (a relative prefix can leave it relative). */
+static int rf_validate_abs(rf_load_t *ld, const rf_conf_pool_t *p, char **path, const char *what,
+                           int expand_prefix)
+{
+    if (rf_conf_full_path(path, ld->conf, p, expand_prefix) < 0)
+        return -ENOMEM;
+    if ((*path)[0] != '/')
+        return rf_fail(ld, 0, "[pool %s] the %s path '%s' must start with a '/'", p->name, what,
+                       *path);
+    return 0;
+}
+
+/* The rest of fpm_conf_process_all_pools' path work, in its order:
+ * access.log, slowlog, process.priority, chroot, chdir, path-like php
+ * values (not for a chrooted pool; php_admin_value[error_log] = syslog is
+ * left alone, php_value's is not, as in php-fpm). */
+static int rf_validate_paths(rf_load_t *ld, rf_conf_pool_t *p)
+{
+    const rf_conf_t *c = ld->conf;
+    if (p->access_log && *p->access_log) {
+        if (rf_conf_full_path(&p->access_log, c, p, 0) < 0)
+            return -ENOMEM;
+        if (p->access_format == NULL)
+            p->access_format = rf_strdup(RF_ACCESS_DEFAULT_FORMAT);
+    }
+    if (p->slowlog && *p->slowlog && rf_conf_full_path(&p->slowlog, c, p, 0) < 0)
+        return -ENOMEM;
+    if (p->process_priority != RF_CONF_PRIORITY_UNSET &&
+        (p->process_priority < -19 || p->process_priority > 20))
+        return rf_fail(ld, 0, "[pool %s] process.priority must be included into [-19,20]", p->name);
+    int rc;
+    if (p->chroot && *p->chroot) {
+        if ((rc = rf_validate_abs(ld, p, &p->chroot, "chroot", 1)) < 0)
+            return rc;
+        if (!rf_is_dir(p->chroot))
+            return rf_fail(ld, 0,
+                           "[pool %s] the chroot path '%s' does not exist or is not a directory",
+                           p->name, p->chroot);
+    }
+    if (p->chdir && *p->chdir) {
+        if ((rc = rf_validate_abs(ld, p, &p->chdir, "chdir", 0)) < 0)
+            return rc;
+        if (p->chroot && *p->chroot) {
+            char buf[8192];
+            snprintf(buf, sizeof(buf), "%s/%s", p->chroot, p->chdir);
+            if (!rf_is_dir(buf))
+                return rf_fail(ld, 0,
+                               "[pool %s] the chdir path '%s' within the chroot path '%s' "
+                               "('%s') does not exist or is not a directory",
+                               p->name, p->chdir, p->chroot, buf);
+        } else if (!rf_is_dir(p->chdir)) {
+            return rf_fail(ld, 0,
+                           "[pool %s] the chdir path '%s' does not exist or is not a directory",
+                           p->name, p->chdir);
+        }
+    }
+    if (p->chroot && *p->chroot)
+        return 0;
+    for (size_t i = 0; i < p->nkv; i++) {
+        rf_conf_kv_t *kv = &p->kv[i];
+        if (kv->kind == RF_KV_ENV || kv->kind == RF_KV_SUPPRESS_PATH ||
+            !rf_php_ini_is_path(kv->key))
+            continue;
+        int admin = kv->kind == RF_KV_PHP_ADMIN_VALUE || kv->kind == RF_KV_PHP_ADMIN_FLAG;
+        if (admin && strcasecmp(kv->key, "error_log") == 0 && strcasecmp(kv->value, "syslog") == 0)
+            continue;
+        if (rf_conf_full_path(&kv->value, c, p, 0) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* fpm_conf_post_process, after the pools: the access.format of every pool
+ * with an access.log, compiled as the executor will (php-fpm: a WARNING
+ * naming the token, then the error). */
+static int rf_validate_access_formats(rf_load_t *ld)
+{
+    for (int i = 0; i < ld->conf->npools; i++) {
+        const rf_conf_pool_t *p = &ld->conf->pools[i];
+        if (p->access_log == NULL || p->access_log[0] == '\0')
+            continue;
+        char why[256];
+        rf_access_fmt_t *f = NULL;
+        int rc = rf_access_compile(p->access_format, &f, why, sizeof(why));
+        rf_access_free(f);
+        if (rc == -ENOMEM)
+            return rc;
+        if (rc < 0) {
+            rf_log(RF_LOG_WARNING, "%s", why);
+            return rf_fail(ld, 0, "[pool %s] wrong format for access.format '%s'", p->name,
+                           p->access_format ? p->access_format : RF_ACCESS_DEFAULT_FORMAT);
+        }
     }
     return 0;
 }
@@ -855,10 +1033,13 @@ static int rf_validate(rf_load_t *ld)
                        "config file");
     for (int i = 0; i < c->npools; i++) {
         rf_conf_pool_t *p = &c->pools[i];
-        if (rf_validate_user(ld, p) < 0)
-            return -EINVAL;
+        int rc = rf_validate_prefix_user(ld, p);
+        if (rc < 0)
+            return rc;
         if (p->listen == NULL || p->listen[0] == '\0')
             return rf_fail(ld, 0, "[pool %s] no listen address have been defined!", p->name);
+        if (rf_validate_listen_path(ld, p) < 0)
+            return -ENOMEM;
         for (int k = 0; k < i; k++)
             if (strcmp(c->pools[k].listen, p->listen) == 0)
                 return rf_fail(ld, 0,
@@ -918,13 +1099,11 @@ static int rf_validate(rf_load_t *ld)
             p->pm_min_spare_servers = 0;
             p->pm_max_spare_servers = 0;
         }
-        int rc = rf_check_path_option(ld, p, "ping", p->ping_path);
+        rc = rf_check_path_option(ld, p, "ping", p->ping_path);
         if (rc == 0)
             rc = rf_check_path_option(ld, p, "status", p->pm_status_path);
-        if (rc == 0 && p->process_priority != RF_CONF_PRIORITY_UNSET &&
-            (p->process_priority < -19 || p->process_priority > 20))
-            rc = rf_fail(ld, 0, "[pool %s] process.priority must be included into [-19,20]",
-                         p->name);
+        if (rc == 0)
+            rc = rf_validate_paths(ld, p);
         if (rc < 0)
             return rc;
         if (p->ping_path && p->ping_response == NULL)
@@ -948,7 +1127,7 @@ static int rf_validate(rf_load_t *ld)
         return rf_fail(ld, 0, "responder.recv_buffers must be a power of two");
     if (c->recv_buffer_size && (c->recv_buffer_size < 1024 || c->recv_buffer_size > (1 << 20)))
         return rf_fail(ld, 0, "responder.recv_buffer_size must be 1k..1m");
-    return 0;
+    return rf_validate_access_formats(ld);
 }
 
 static void rf_global_defaults(rf_conf_t *c)

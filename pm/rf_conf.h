@@ -158,13 +158,25 @@ typedef struct rf_conf {
 /*
  * Load and validate a configuration file (path NULL: the built-in default,
  * 127.0.0.1:9000). prefix is -p (NULL: none). flags: RF_CONF_ALLOW_ROOT
- * (-R). When running as root without RF_CONF_ALLOW_ROOT, a PHP pool must
- * set `user`, as php-fpm's post-processing wants. On error returns -EINVAL
- * and leaves a message in err (php-fpm's form: "[file:line] text"); on
- * success 0, with warnings already logged. Free with rf_conf_free.
+ * (-R). As php-fpm's post-processing does, relative paths are made absolute
+ * (see rf_conf_full_path), access.format is checked when access.log is set,
+ * and, when running as root without RF_CONF_ALLOW_ROOT, a PHP pool must set
+ * `user`. On error returns -EINVAL and leaves a message in err (php-fpm's
+ * form: "[file:line] text"); on success 0, with warnings already logged.
+ * Free with rf_conf_free.
  */
 int rf_conf_load(rf_conf_t *conf, const char *path, const char *prefix, int flags, char *err,
                  size_t errlen);
+
+/*
+ * php-fpm's fpm_evaluate_full_path: a relative *path (malloc'd, replaced)
+ * becomes "<base>/<path>", base being the pool's prefix (p may be NULL), else
+ * the global prefix (-p), else /usr. With expand_prefix, a leading "$prefix"
+ * stands for that base (chroot). An absolute path is left alone. Returns 0
+ * or -ENOMEM.
+ */
+int rf_conf_full_path(char **path, const rf_conf_t *conf, const rf_conf_pool_t *p,
+                      int expand_prefix);
 
 void rf_conf_free(rf_conf_t *conf);
 

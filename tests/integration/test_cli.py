@@ -71,18 +71,18 @@ class NotImplementedWarningTest(unittest.TestCase):
             "pm.min_spare_servers": "1", "pm.max_spare_servers": "3",
             "access.format": '"%R %s"', "env[APP]": "x", "prefix": "/tmp",
             "access.log": "/tmp/ringfpm-access.log", "listen.allowed_clients": "127.0.0.1",
-            "process.priority": "0",
+            "apparmor_hat": "x", "process.priority": "0",
         }})
         server.start()
         self.addCleanup(server.cleanup)
         match = server.wait_log(r"\[pool www\] not implemented by ringfpm yet[^\n]*")
         self.assertIsNotNone(match, server.log())
         line = match.group(0)
-        for name in ("prefix",):
+        for name in ("apparmor_hat",):
             self.assertRegex(line, r"(: |, )%s(,|$)" % re.escape(name))
         # implemented: never named
         for name in ("pm", "pm.max_children", "env", "listen.allowed_clients", "access.log",
-                     "access.format", "process.priority"):
+                     "access.format", "prefix", "process.priority"):
             self.assertNotRegex(line, r"(: |, )%s(,|$)" % re.escape(name))
 
     def test_no_warning_when_nothing_is_pending(self):
@@ -91,6 +91,7 @@ class NotImplementedWarningTest(unittest.TestCase):
         self.addCleanup(server.cleanup)
         self.assertIsNotNone(server.wait_log(r"ready to handle connections"))
         self.assertNotIn("not implemented by ringfpm yet", server.log())
+
 
 
 def run_ringfpm(*args, timeout=30):
@@ -212,6 +213,48 @@ class RunAsRootTest(unittest.TestCase):
         # it runs no PHP: nothing runs as the pool's user
         r = run_ringfpm("-t", "-y", self.conf("executor.type = builtin\n"))
         self.assertEqual(r.returncode, 0, r.stderr)
+
+
+class ConfigTestChecksTest(unittest.TestCase):
+    """What -t refuses, with php-fpm's texts and exit 78."""
+
+    def check(self, pool, expect, global_opts=None):
+        server = harness.RingFpm(global_opts=global_opts, pools={"www": pool})
+        self.addCleanup(server.cleanup)
+        r = server.config_test()
+        out = r.stdout + r.stderr + server.log()
+        self.assertEqual(r.returncode, 78, out)
+        self.assertIn(expect, out)
+
+    def test_process_priority_range(self):
+        self.check({"process.priority": "21"},
+                   "[pool www] process.priority must be included into [-19,20]")
+        self.check({}, "ERROR: process.priority must be included into [-19,20]",
+                   {"process.priority": "-20"})
+
+    def test_relative_paths_resolve_under_the_pool_prefix(self):
+        server = harness.RingFpm(pools={"www": {"executor.type": "php", "pm": "static",
+                                                 "pm.max_children": "1"}})
+        self.addCleanup(server.cleanup)
+        os.mkdir(os.path.join(server.tmpdir, "wd"))
+        server.pools["www"].update({"prefix": server.tmpdir, "access.log": "log/$pool.acc",
+                                    "slowlog": "slow.log", "chdir": "wd",
+                                    "php_admin_value[error_log]": "php.err"})
+        server.write_config()
+        r = subprocess.run([harness.binary_path(), "-tt", "-y", server.conf_path]
+                           + harness.root_flags(), capture_output=True, text=True, timeout=10)
+        out = r.stdout + r.stderr + server.log()
+        self.assertEqual(r.returncode, 0, out)
+        for line in ("prefix = %s", "access.log = %s/log/www.acc", "slowlog = %s/slow.log",
+                     "chdir = %s/wd", "php_admin_value[error_log] = %s/php.err"):
+            self.assertIn("\t" + line % server.tmpdir + "\n", out)
+
+    def test_missing_prefix_or_chdir(self):
+        self.check({"prefix": "/nonexistent-rf"},
+                   "[pool www] the prefix '/nonexistent-rf' does not exist or is not a directory")
+        self.check({"chdir": "/nonexistent-rf"},
+                   "[pool www] the chdir path '/nonexistent-rf' does not exist or is not a "
+                   "directory")
 
 
 if __name__ == "__main__":

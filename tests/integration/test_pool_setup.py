@@ -1,6 +1,7 @@
 """What php-fpm applies to its processes from the config, seen from outside:
-process.priority (the master's and the executors' nice values) and the
-master's rlimit_core."""
+process.priority (the master's and the executors' nice values), the
+master's rlimit_core, and a pool's relative paths resolved under its
+prefix (listen socket, access.log, chdir) on a running ringfpm."""
 
 import os
 import unittest
@@ -82,6 +83,27 @@ class MasterRlimitCoreTest(unittest.TestCase):
             finally:
                 server.stop()
                 server.cleanup()
+
+
+class RelativePathsTest(unittest.TestCase):
+    def test_listen_access_log_and_chdir_under_the_pool_prefix(self):
+        server = harness.RingFpm(pools={"www": php_pool(**{"listen": "unix"})})
+        self.addCleanup(server.cleanup)
+        os.mkdir(os.path.join(server.tmpdir, "wd"))
+        os.mkdir(os.path.join(server.tmpdir, "log"))
+        sock = os.path.join(server.tmpdir, "www.sock")
+        server.pools["www"].update({"prefix": server.tmpdir, "listen": "www.sock",
+                                    "access.log": "log/$pool.acc", "access.format": "%r",
+                                    "chdir": "wd"})
+        server.addresses["www"] = server.address = sock
+        server.start()
+        self.assertEqual(hello(server).status_code(), 200)
+        acc = os.path.join(server.tmpdir, "log", "www.acc")
+        lines = harness.wait_until(lambda: open(acc).read() if os.path.exists(acc) else "", 5)
+        self.assertEqual(lines, "/hello.php\n")
+        for pid in server.pids():
+            self.assertEqual(os.readlink("/proc/%d/cwd" % pid),
+                             os.path.join(server.tmpdir, "wd"))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace
@@ -696,4 +697,151 @@ TEST(ConfRoot, PhpPoolWithoutUserNeedsAllowRoot)
     Loaded a;
     load(a, "", true, RF_CONF_ALLOW_ROOT);
     EXPECT_EQ(a.rc, 0) << a.err;
+}
+
+// ------------------------------------------------------------ access.format
+
+TEST(ConfAccessFormat, CheckedAtLoadWhenThereIsAnAccessLog)
+{
+    EXPECT_EQ(error_of("access.log = /tmp/x.log\naccess.format = \"%Z\"\n"),
+              "[pool www] wrong format for access.format '%Z'");
+    EXPECT_EQ(error_of("access.log = /tmp/x.log\naccess.format = \"%{foo}d\"\n"),
+              "[pool www] wrong format for access.format '%{foo}d'");
+    // php-fpm does not look at the format without a log
+    Loaded n;
+    load(n, "access.format = \"%Z\"\n");
+    EXPECT_EQ(n.rc, 0) << n.err;
+    // with a log and no format, php-fpm's default (-tt shows it)
+    Loaded d;
+    load(d, "access.log = /tmp/x.log\n");
+    ASSERT_EQ(d.rc, 0) << d.err;
+    EXPECT_STREQ(d.pool().access_format, "%R - %u %t \"%m %r\" %s");
+}
+
+// ------------------------------------------------------------ relative paths
+
+class ConfPaths : public ::testing::Test
+{
+  protected:
+    std::string dir;
+    void SetUp() override
+    {
+        char tmpl[] = "/tmp/rf_conf_paths.XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir = tmpl;
+        ASSERT_EQ(mkdir((dir + "/wd").c_str(), 0755), 0);
+        ASSERT_EQ(mkdir((dir + "/sub").c_str(), 0755), 0);
+        ASSERT_EQ(mkdir((dir + "/sub/wd").c_str(), 0755), 0);
+    }
+    void TearDown() override
+    {
+        rmdir((dir + "/sub/wd").c_str());
+        rmdir((dir + "/sub").c_str());
+        rmdir((dir + "/wd").c_str());
+        rmdir(dir.c_str());
+    }
+};
+
+TEST_F(ConfPaths, UnderThePoolPrefix)
+{
+    Loaded l;
+    load(l,
+         "[global]\n[www]\nprefix = " + dir +
+             "\nlisten = www.sock\naccess.log = log/$pool.acc\nslowlog = slow.log\n"
+             "chdir = wd\nphp_admin_value[error_log] = php.err\n"
+             "php_value[sendmail_path] = sendmail -t\nphp_value[session.save_path] = sess\n"
+             "php_admin_value[extension_dir] = /abs\n",
+         false);
+    ASSERT_EQ(l.rc, 0) << l.err;
+    const rf_conf_pool_t &p = l.pool();
+    EXPECT_EQ(std::string(p.listen), dir + "/www.sock");
+    EXPECT_EQ(std::string(p.access_log), dir + "/log/www.acc");
+    EXPECT_EQ(std::string(p.slowlog), dir + "/slow.log");
+    EXPECT_EQ(std::string(p.chdir), dir + "/wd");
+    EXPECT_EQ(kvs(p), (std::vector<std::string>{
+                          "php_admin_value[error_log]=" + dir + "/php.err",
+                          "php_value[sendmail_path]=" + dir + "/sendmail -t",
+                          "php_value[session.save_path]=sess", // not a path php-fpm expands
+                          "php_admin_value[extension_dir]=/abs",
+                      }));
+    EXPECT_EQ(ignored(p), ""); // prefix is acted on
+}
+
+TEST_F(ConfPaths, UnderTheGlobalPrefixThenUsr)
+{
+    Loaded g;
+    load(g,
+         "[global]\n[www]\nlisten = 127.0.0.1:9000\naccess.log = a.log\nprefix = sub\n"
+         "chdir = wd\n",
+         false, RF_CONF_ALLOW_ROOT, dir.c_str());
+    ASSERT_EQ(g.rc, 0) << g.err;
+    EXPECT_EQ(std::string(g.pool().prefix), dir + "/sub");
+    EXPECT_EQ(std::string(g.pool().access_log), dir + "/sub/a.log");
+    EXPECT_EQ(std::string(g.pool().chdir), dir + "/sub/wd");
+
+    Loaded u; // no prefix at all: /usr, as php-fpm's PHP_PREFIX
+    load(u, "access.log = log/x.acc\nphp_value[error_log] = syslog\n"
+            "php_admin_value[error_log] = syslog\n");
+    ASSERT_EQ(u.rc, 0) << u.err;
+    EXPECT_STREQ(u.pool().access_log, "/usr/log/x.acc");
+    // php-fpm spares only php_admin_value[error_log] = syslog
+    EXPECT_EQ(kvs(u.pool()), (std::vector<std::string>{"php_value[error_log]=/usr/syslog",
+                                                       "php_admin_value[error_log]=syslog"}));
+}
+
+TEST_F(ConfPaths, ListenUnixOnlyWhenNotAnInetAddress)
+{
+    const char *const cases[][2] = {
+        {"9000", "9000"},
+        {"127.0.0.1:9000", "127.0.0.1:9000"},
+        {"[::1]:9000", "[::1]:9000"},
+        {"localhost", "/usr/localhost"}, // php-fpm: no ':' and not a number = a unix path
+        {"/run/x.sock", "/run/x.sock"},
+    };
+    for (const auto &c : cases) {
+        Loaded l;
+        load(l, std::string("[www]\nlisten = ") + c[0] + "\n", false);
+        ASSERT_EQ(l.rc, 0) << l.err;
+        EXPECT_STREQ(l.pool().listen, c[1]) << c[0];
+    }
+}
+
+TEST_F(ConfPaths, ChrootAndChdirChecks)
+{
+    EXPECT_EQ(error_of("prefix = " + dir + "/nope\n"),
+              "[pool www] the prefix '" + dir + "/nope' does not exist or is not a directory");
+    EXPECT_EQ(error_of("chdir = " + dir + "/nope\n"),
+              "[pool www] the chdir path '" + dir + "/nope' does not exist or is not a directory");
+    EXPECT_EQ(error_of("chroot = " + dir + "/nope\n"),
+              "[pool www] the chroot path '" + dir + "/nope' does not exist or is not a directory");
+    EXPECT_EQ(error_of("chroot = " + dir + "\nchdir = /nope\n"),
+              "[pool www] the chdir path '/nope' within the chroot path '" + dir + "' ('" + dir +
+                  "//nope') does not exist or is not a directory");
+
+    // $prefix at the start of chroot; chdir inside it; php values untouched
+    Loaded l;
+    load(l, "prefix = " + dir +
+                "\nchroot = $prefix/sub\nchdir = /wd\n"
+                "php_admin_value[error_log] = log/x\n");
+    ASSERT_EQ(l.rc, 0) << l.err;
+    EXPECT_EQ(std::string(l.pool().chroot), dir + "//sub");
+    EXPECT_STREQ(l.pool().chdir, "/wd");
+    EXPECT_EQ(kvs(l.pool()), (std::vector<std::string>{"php_admin_value[error_log]=log/x"}));
+}
+
+TEST(ConfFullPath, AbsoluteAndNullAreLeftAlone)
+{
+    rf_conf_t c;
+    std::memset(&c, 0, sizeof(c));
+    char *p = nullptr;
+    EXPECT_EQ(rf_conf_full_path(&p, &c, nullptr, 0), 0);
+    EXPECT_EQ(p, nullptr);
+    p = strdup("/a/b");
+    EXPECT_EQ(rf_conf_full_path(&p, &c, nullptr, 0), 0);
+    EXPECT_STREQ(p, "/a/b");
+    free(p);
+    p = strdup("$prefix");
+    EXPECT_EQ(rf_conf_full_path(&p, &c, nullptr, 1), 0);
+    EXPECT_STREQ(p, "/usr");
+    free(p);
 }
