@@ -22,6 +22,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "rf_access.h"
 #include "rf_ini.h"
 #include "rf_io.h"
 #include "rf_log.h"
@@ -49,6 +50,7 @@ enum rf_conf_type {
     RF_T_EXEC_CPUS,   /* ringfpm: cpu list, "spread" or "spread <list>" */
     RF_T_FACILITY,    /* php-fpm's syslog.facility names */
     RF_T_FPM_INT,     /* php-fpm's fpm_conf_set_integer: [-]digits */
+    RF_T_PRIORITY,    /* process.priority: as RF_T_FPM_INT, unset = 64 */
     RF_T_IGNORED,     /* php-fpm's, accepted, not acted on yet */
 };
 
@@ -99,10 +101,10 @@ static const rf_directive_t rf_directives[] = {
     G("emergency_restart_interval", RF_T_TIME, emergency_restart_interval),
     G("process_control_timeout", RF_T_TIME, process_control_timeout),
     G("process.max", RF_T_FPM_INT, process_max),
-    GI("process.priority"),
+    G("process.priority", RF_T_PRIORITY, process_priority),
     G("daemonize", RF_T_DAEMONIZE, daemonize),
     G("rlimit_files", RF_T_INT, rlimit_files),
-    GI("rlimit_core"),
+    G("rlimit_core", RF_T_RLIMIT_CORE, rlimit_core),
     GI("events.mechanism"),
     G("systemd_interval", RF_T_TIME, systemd_interval),
     /* [global], ringfpm */
@@ -116,7 +118,7 @@ static const rf_directive_t rf_directives[] = {
     G("responder.recv_buffer_size", RF_T_SIZE, recv_buffer_size),
 
     /* pools, php-fpm 8.2 order */
-    PP("prefix", RF_T_STR, prefix),
+    P("prefix", RF_T_STR, prefix),
     P("user", RF_T_STR, user),
     P("group", RF_T_STR, group),
     P("listen", RF_T_STR, listen),
@@ -127,7 +129,7 @@ static const rf_directive_t rf_directives[] = {
     P("listen.group", RF_T_STR, listen_group),
     P("listen.mode", RF_T_MODE, listen_mode),
     P("listen.allowed_clients", RF_T_STR, listen_allowed_clients),
-    PI("process.priority"),
+    P("process.priority", RF_T_PRIORITY, process_priority),
     P("process.dumpable", RF_T_BOOL, process_dumpable),
     P("pm", RF_T_PM, pm),
     P("pm.max_children", RF_T_INT, pm_max_children),
@@ -178,6 +180,7 @@ typedef struct rf_load {
     int in_global;
     const char *file;
     int depth;
+    int flags; /* RF_CONF_ALLOW_ROOT */
     char *err;
     size_t errlen;
     char envbuf[4096];
@@ -223,6 +226,7 @@ static void rf_pool_defaults(rf_conf_pool_t *p)
     p->pm_max_spawn_rate = 32;
     p->pm_process_idle_timeout = 10;
     p->request_slowlog_trace_depth = 20;
+    p->process_priority = RF_CONF_PRIORITY_UNSET;
     p->clear_env = 1;
     p->decorate_workers_output = 1;
     p->max_params_bytes = 1 << 20;
@@ -548,7 +552,8 @@ static int rf_store(rf_load_t *ld, const rf_directive_t *d, const char *value, i
                            d->name);
         *(int *)field = rc;
         return 0;
-    case RF_T_FPM_INT: {
+    case RF_T_FPM_INT:
+    case RF_T_PRIORITY: {
         /* fpm_conf_set_integer: an optional '-' then digits, atoi() */
         const char *v = value + (value[0] == '-');
         if (*v == '\0' || strspn(v, "0123456789") != strlen(v))
@@ -823,6 +828,196 @@ static int rf_check_path_option(rf_load_t *ld, rf_conf_pool_t *p, const char *wh
     return 0;
 }
 
+int rf_conf_full_path(char **path, const rf_conf_t *conf, const rf_conf_pool_t *p,
+                      int expand_prefix)
+{
+    if (path == NULL || *path == NULL || (*path)[0] == '/')
+        return 0;
+    const char *base = p && p->prefix ? p->prefix : conf->prefix ? conf->prefix : "/usr";
+    const char *rest = *path;
+    if (expand_prefix) {
+        const char *at = strstr(rest, "$prefix");
+        if (at != NULL && at != rest) {
+            /* left relative: the caller's "must start with a '/'" follows */
+            rf_log(RF_LOG_ERROR, "'$prefix' must be use at the beginning of the value");
+            return 0;
+        }
+        if (at != NULL)
+            rest += 7;
+    }
+    size_t len = strlen(base) + strlen(rest) + 2;
+    char *full = malloc(len);
+    if (full == NULL)
+        return -ENOMEM;
+    if (expand_prefix && rest != *path && *rest == '\0')
+        snprintf(full, len, "%s", base);
+    else
+        snprintf(full, len, "%s/%s", base, rest);
+    free(*path);
+    *path = full;
+    /* a pool prefix that is itself relative: once more against the global one */
+    if (full[0] != '/' && p != NULL)
+        return rf_conf_full_path(path, conf, NULL, expand_prefix);
+    return 0;
+}
+
+static int rf_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The first checks of php-fpm's fpm_conf_process_all_pools, before listen:
+ * the pool prefix, and a user for a PHP pool when running as root. */
+static int rf_validate_prefix_user(rf_load_t *ld, rf_conf_pool_t *p)
+{
+    if (p->prefix && *p->prefix) {
+        if (rf_conf_full_path(&p->prefix, ld->conf, NULL, 0) < 0)
+            return -ENOMEM;
+        if (!rf_is_dir(p->prefix))
+            return rf_fail(ld, 0, "[pool %s] the prefix '%s' does not exist or is not a directory",
+                           p->name, p->prefix);
+    }
+    /* A builtin pool runs no PHP and starts no process as its user. */
+    if (p->user == NULL && p->executor_type == RF_EXEC_PHP && geteuid() == 0 &&
+        !(ld->flags & RF_CONF_ALLOW_ROOT)) {
+        rf_log(RF_LOG_ALERT, "[pool %s] user has not been defined", p->name);
+        return rf_fail(ld, 0, "failed to post process the configuration");
+    }
+    return 0;
+}
+
+/* A unix socket path (php-fpm: no ':' and not only digits) under the
+ * prefix when relative. */
+static int rf_validate_listen_path(rf_load_t *ld, rf_conf_pool_t *p)
+{
+    const char *l = p->listen;
+    if (l[0] == '/' || strchr(l, ':') || strspn(l, "0123456789") == strlen(l))
+        return 0;
+    return rf_conf_full_path(&p->listen, ld->conf, p, 0);
+}
+
+/* php-fpm's FPM_PHP_INI_TO_EXPAND: php values that are paths. */
+static int rf_php_ini_is_path(const char *name)
+{
+    static const char *const names[] = {"error_log",
+                                        "extension_dir",
+                                        "mime_magic.magicfile",
+                                        "sendmail_path",
+                                        "session.cookie_path",
+                                        "session_pgsql.sem_file_name",
+                                        "soap.wsdl_cache_dir",
+                                        "uploadprogress.file.filename_template",
+                                        "xdebug.output_dir",
+                                        "xdebug.profiler_output_dir",
+                                        "xdebug.trace_output_dir",
+                                        "xmms.path",
+                                        "axis2.client_home",
+                                        "blenc.key_file",
+                                        "coin_acceptor.device"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* chroot / chdir: under the prefix when relative; then it must be absolute
+ * (a relative prefix can leave it relative). */
+static int rf_validate_abs(rf_load_t *ld, const rf_conf_pool_t *p, char **path, const char *what,
+                           int expand_prefix)
+{
+    if (rf_conf_full_path(path, ld->conf, p, expand_prefix) < 0)
+        return -ENOMEM;
+    if ((*path)[0] != '/')
+        return rf_fail(ld, 0, "[pool %s] the %s path '%s' must start with a '/'", p->name, what,
+                       *path);
+    return 0;
+}
+
+/* The rest of fpm_conf_process_all_pools' path work, in its order:
+ * access.log, slowlog, process.priority, chroot, chdir, path-like php
+ * values (not for a chrooted pool; php_admin_value[error_log] = syslog is
+ * left alone, php_value's is not, as in php-fpm). */
+static int rf_validate_paths(rf_load_t *ld, rf_conf_pool_t *p)
+{
+    const rf_conf_t *c = ld->conf;
+    if (p->access_log && *p->access_log) {
+        if (rf_conf_full_path(&p->access_log, c, p, 0) < 0)
+            return -ENOMEM;
+        if (p->access_format == NULL)
+            p->access_format = rf_strdup(RF_ACCESS_DEFAULT_FORMAT);
+    }
+    if (p->slowlog && *p->slowlog && rf_conf_full_path(&p->slowlog, c, p, 0) < 0)
+        return -ENOMEM;
+    if (p->process_priority != RF_CONF_PRIORITY_UNSET &&
+        (p->process_priority < -19 || p->process_priority > 20))
+        return rf_fail(ld, 0, "[pool %s] process.priority must be included into [-19,20]", p->name);
+    int rc;
+    if (p->chroot && *p->chroot) {
+        if ((rc = rf_validate_abs(ld, p, &p->chroot, "chroot", 1)) < 0)
+            return rc;
+        if (!rf_is_dir(p->chroot))
+            return rf_fail(ld, 0,
+                           "[pool %s] the chroot path '%s' does not exist or is not a directory",
+                           p->name, p->chroot);
+    }
+    if (p->chdir && *p->chdir) {
+        if ((rc = rf_validate_abs(ld, p, &p->chdir, "chdir", 0)) < 0)
+            return rc;
+        if (p->chroot && *p->chroot) {
+            char buf[8192];
+            snprintf(buf, sizeof(buf), "%s/%s", p->chroot, p->chdir);
+            if (!rf_is_dir(buf))
+                return rf_fail(ld, 0,
+                               "[pool %s] the chdir path '%s' within the chroot path '%s' "
+                               "('%s') does not exist or is not a directory",
+                               p->name, p->chdir, p->chroot, buf);
+        } else if (!rf_is_dir(p->chdir)) {
+            return rf_fail(ld, 0,
+                           "[pool %s] the chdir path '%s' does not exist or is not a directory",
+                           p->name, p->chdir);
+        }
+    }
+    if (p->chroot && *p->chroot)
+        return 0;
+    for (size_t i = 0; i < p->nkv; i++) {
+        rf_conf_kv_t *kv = &p->kv[i];
+        if (kv->kind == RF_KV_ENV || kv->kind == RF_KV_SUPPRESS_PATH ||
+            !rf_php_ini_is_path(kv->key))
+            continue;
+        int admin = kv->kind == RF_KV_PHP_ADMIN_VALUE || kv->kind == RF_KV_PHP_ADMIN_FLAG;
+        if (admin && strcasecmp(kv->key, "error_log") == 0 && strcasecmp(kv->value, "syslog") == 0)
+            continue;
+        if (rf_conf_full_path(&kv->value, c, p, 0) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* fpm_conf_post_process, after the pools: the access.format of every pool
+ * with an access.log, compiled as the executor will (php-fpm: a WARNING
+ * naming the token, then the error). */
+static int rf_validate_access_formats(rf_load_t *ld)
+{
+    for (int i = 0; i < ld->conf->npools; i++) {
+        const rf_conf_pool_t *p = &ld->conf->pools[i];
+        if (p->access_log == NULL || p->access_log[0] == '\0')
+            continue;
+        char why[256];
+        rf_access_fmt_t *f = NULL;
+        int rc = rf_access_compile(p->access_format, &f, why, sizeof(why));
+        rf_access_free(f);
+        if (rc == -ENOMEM)
+            return rc;
+        if (rc < 0) {
+            rf_log(RF_LOG_WARNING, "%s", why);
+            return rf_fail(ld, 0, "[pool %s] wrong format for access.format '%s'", p->name,
+                           p->access_format ? p->access_format : RF_ACCESS_DEFAULT_FORMAT);
+        }
+    }
+    return 0;
+}
+
 /* fpm_conf_process_all_pools: what php-fpm refuses to start with. */
 static int rf_validate(rf_load_t *ld)
 {
@@ -831,14 +1026,22 @@ static int rf_validate(rf_load_t *ld)
         return rf_fail(ld, 0, "process_max can't be negative");
     if (c->log_limit < RF_LOG_LIMIT_MIN)
         return rf_fail(ld, 0, "log_limit must be greater than %d", RF_LOG_LIMIT_MIN);
+    if (c->process_priority != RF_CONF_PRIORITY_UNSET &&
+        (c->process_priority < -19 || c->process_priority > 20))
+        return rf_fail(ld, 0, "process.priority must be included into [-19,20]");
     if (c->npools == 0)
         return rf_fail(ld, 0,
                        "No pool defined. at least one pool section must be specified in "
                        "config file");
     for (int i = 0; i < c->npools; i++) {
         rf_conf_pool_t *p = &c->pools[i];
+        int rc = rf_validate_prefix_user(ld, p);
+        if (rc < 0)
+            return rc;
         if (p->listen == NULL || p->listen[0] == '\0')
             return rf_fail(ld, 0, "[pool %s] no listen address have been defined!", p->name);
+        if (rf_validate_listen_path(ld, p) < 0)
+            return -ENOMEM;
         for (int k = 0; k < i; k++)
             if (strcmp(c->pools[k].listen, p->listen) == 0)
                 return rf_fail(ld, 0,
@@ -898,9 +1101,11 @@ static int rf_validate(rf_load_t *ld)
             p->pm_min_spare_servers = 0;
             p->pm_max_spare_servers = 0;
         }
-        int rc = rf_check_path_option(ld, p, "ping", p->ping_path);
+        rc = rf_check_path_option(ld, p, "ping", p->ping_path);
         if (rc == 0)
             rc = rf_check_path_option(ld, p, "status", p->pm_status_path);
+        if (rc == 0)
+            rc = rf_validate_paths(ld, p);
         if (rc < 0)
             return rc;
         if (p->ping_path && p->ping_response == NULL)
@@ -924,7 +1129,7 @@ static int rf_validate(rf_load_t *ld)
         return rf_fail(ld, 0, "responder.recv_buffers must be a power of two");
     if (c->recv_buffer_size && (c->recv_buffer_size < 1024 || c->recv_buffer_size > (1 << 20)))
         return rf_fail(ld, 0, "responder.recv_buffer_size must be 1k..1m");
-    return 0;
+    return rf_validate_access_formats(ld);
 }
 
 static void rf_global_defaults(rf_conf_t *c)
@@ -936,18 +1141,21 @@ static void rf_global_defaults(rf_conf_t *c)
     c->log_limit = RF_LOG_LIMIT_DEFAULT;
     c->daemonize = 1;
     c->systemd_interval = 10;
+    c->process_priority = RF_CONF_PRIORITY_UNSET;
     c->backend = RF_IO_AUTO;
     c->idle_timeout_ms = 600000;
 }
 
-int rf_conf_load(rf_conf_t *conf, const char *path, const char *prefix, char *err, size_t errlen)
+int rf_conf_load(rf_conf_t *conf, const char *path, const char *prefix, int flags, char *err,
+                 size_t errlen)
 {
     memset(conf, 0, sizeof(*conf));
     rf_global_defaults(conf);
     if (prefix)
         conf->prefix = rf_strdup(prefix);
     err[0] = '\0';
-    rf_load_t ld = {.conf = conf, .in_global = 1, .err = err, .errlen = errlen, .file = "-"};
+    rf_load_t ld = {
+        .conf = conf, .in_global = 1, .flags = flags, .err = err, .errlen = errlen, .file = "-"};
 
     if (path == NULL) {
         /* The built-in default: one pool, 127.0.0.1:9000, like a fresh
@@ -1063,6 +1271,12 @@ static void rf_dump_one(const rf_directive_t *d, const void *base,
     }
     case RF_T_LEVEL:
         snprintf(line, sizeof(line), "\t%s = %s", d->name, rf_log_level_name(*(const int *)field));
+        break;
+    case RF_T_PRIORITY:
+        if (*(const long *)field == RF_CONF_PRIORITY_UNSET)
+            snprintf(line, sizeof(line), "\t%s = undefined", d->name);
+        else
+            snprintf(line, sizeof(line), "\t%s = %ld", d->name, *(const long *)field);
         break;
     case RF_T_FACILITY: /* php-fpm prints the number */
         snprintf(line, sizeof(line), "\t%s = %d", d->name, *(const int *)field);

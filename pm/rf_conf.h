@@ -17,6 +17,12 @@ extern "C" {
 
 #define RF_CONF_MAX_POOLS 256
 
+/* process.priority not set (php-fpm's sentinel: -tt prints "undefined"). */
+#define RF_CONF_PRIORITY_UNSET 64
+
+/* rf_conf_load flags. */
+#define RF_CONF_ALLOW_ROOT 1 /* -R: a PHP pool may run as root */
+
 enum rf_pm_mode {
     RF_PM_NONE = 0,
     RF_PM_STATIC,
@@ -84,8 +90,9 @@ typedef struct rf_conf_pool {
     long request_slowlog_timeout;
     long request_slowlog_trace_depth;
     long request_terminate_timeout;
-    long rlimit_files; /* RLIMIT_NOFILE of executors; 0 = inherited */
-    long rlimit_core;  /* RLIMIT_CORE of executors; 0 = inherited, -1 = unlimited */
+    long rlimit_files;     /* RLIMIT_NOFILE of executors; 0 = inherited */
+    long rlimit_core;      /* RLIMIT_CORE of executors; 0 = inherited, -1 = unlimited */
+    long process_priority; /* nice value of executors; RF_CONF_PRIORITY_UNSET */
     char *chroot;
     char *chdir;
     int process_dumpable; /* process.dumpable: PR_SET_DUMPABLE after setuid */
@@ -131,6 +138,8 @@ typedef struct rf_conf {
     long log_limit; /* >= 512, default 1024 */
     int daemonize;
     long rlimit_files;
+    long rlimit_core;      /* RLIMIT_CORE of the master; 0 = inherited, -1 = unlimited */
+    long process_priority; /* nice value of the master; RF_CONF_PRIORITY_UNSET */
     long process_control_timeout;
     long emergency_restart_threshold; /* SIGSEGV/SIGBUS deaths that trigger a reload; 0 = off */
     long emergency_restart_interval;  /* seconds: the window they are counted in */
@@ -154,11 +163,26 @@ typedef struct rf_conf {
 
 /*
  * Load and validate a configuration file (path NULL: the built-in default,
- * 127.0.0.1:9000). On error returns -EINVAL and leaves a message in err
- * (php-fpm's form: "[file:line] text"); on success 0, with warnings already
- * logged. Free with rf_conf_free.
+ * 127.0.0.1:9000). prefix is -p (NULL: none). flags: RF_CONF_ALLOW_ROOT
+ * (-R). As php-fpm's post-processing does, relative paths are made absolute
+ * (see rf_conf_full_path), access.format is checked when access.log is set,
+ * and, when running as root without RF_CONF_ALLOW_ROOT, a PHP pool must set
+ * `user`. On error returns -EINVAL and leaves a message in err (php-fpm's
+ * form: "[file:line] text"); on success 0, with warnings already logged.
+ * Free with rf_conf_free.
  */
-int rf_conf_load(rf_conf_t *conf, const char *path, const char *prefix, char *err, size_t errlen);
+int rf_conf_load(rf_conf_t *conf, const char *path, const char *prefix, int flags, char *err,
+                 size_t errlen);
+
+/*
+ * php-fpm's fpm_evaluate_full_path: a relative *path (malloc'd, replaced)
+ * becomes "<base>/<path>", base being the pool's prefix (p may be NULL), else
+ * the global prefix (-p), else /usr. With expand_prefix, a leading "$prefix"
+ * stands for that base (chroot). An absolute path is left alone. Returns 0
+ * or -ENOMEM.
+ */
+int rf_conf_full_path(char **path, const rf_conf_t *conf, const rf_conf_pool_t *p,
+                      int expand_prefix);
 
 void rf_conf_free(rf_conf_t *conf);
 

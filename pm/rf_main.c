@@ -21,6 +21,7 @@
 
 #include "rf_conf.h"
 #include "rf_config.h"
+#include "rf_ids.h"
 #include "rf_io.h"
 #include "rf_log.h"
 #include "rf_pm.h"
@@ -46,6 +47,8 @@ typedef struct rf_opts {
     int force_daemon;
     int force_foreground;
     int force_stderr;
+    int allow_root; /* -R */
+    int info;       /* -i */
 } rf_opts_t;
 
 static void rf_usage(FILE *f, const char *argv0)
@@ -81,6 +84,113 @@ static void rf_usage(FILE *f, const char *argv0)
             "  -R, --allow-to-run-as-root\n"
             "                   Allow pool to run as root (disabled by default)\n",
             prog);
+}
+
+/* PHP's start-up options from -c, -n and -d. */
+static void rf_main_php_opts(const rf_opts_t *o, rf_php_opts_t *php)
+{
+    memset(php, 0, sizeof(*php));
+    php->ini_path = o->php_ini;
+    php->no_ini = o->no_php_ini;
+    php->defines = (const char *const *)o->defines;
+    php->ndefines = o->ndefines;
+}
+
+/* -m and -i: start PHP as the executors get it and print what php-fpm
+ * prints. php-fpm acts on -m as soon as it reads it (only the -c/-n/-d
+ * before it count) and on -i after the whole command line. */
+static int rf_main_php_print(const rf_opts_t *o, int what)
+{
+    rf_php_opts_t php;
+    rf_main_php_opts(o, &php);
+    if (rf_php_startup(&php) < 0)
+        return RF_EX_SOFTWARE;
+    int rc = what == 'm' ? rf_php_print_modules() : rf_php_print_info();
+    rf_php_shutdown();
+    return rc < 0 ? RF_EX_SOFTWARE : RF_EX_OK;
+}
+
+/*
+ * fpm_unix_conf_wp, at start-up (-t does not get here). As root, the user
+ * and group of every pool must resolve, and a PHP pool must not run as
+ * root (uid or gid 0, or unset) unless -R. Not root, a pool's user, group,
+ * chroot and process.priority are ignored, with php-fpm's notices. Returns
+ * 0, or -1 once the reason is logged.
+ */
+static int rf_main_check_users(const rf_conf_t *conf, int allow_root)
+{
+    int root = geteuid() == 0;
+    for (int i = 0; i < conf->npools; i++) {
+        const rf_conf_pool_t *p = &conf->pools[i];
+        if (!root) {
+            static const char *const what[] = {"user", "group", "chroot"};
+            const char *const vals[] = {p->user, p->group, p->chroot};
+            for (int k = 0; k < 3; k++)
+                if (vals[k] && *vals[k])
+                    rf_log(RF_LOG_NOTICE,
+                           "[pool %s] '%s' directive is ignored when FPM is not running as root",
+                           p->name, what[k]);
+            if (p->process_priority != RF_CONF_PRIORITY_UNSET)
+                rf_log(RF_LOG_NOTICE,
+                       "[pool %s] 'process.priority' directive is ignored when FPM is not running "
+                       "as root",
+                       p->name);
+            continue;
+        }
+        uid_t uid = (uid_t)-1;
+        gid_t gid = (gid_t)-1;
+        const char *failed = NULL;
+        if (rf_ids_lookup(p->user, p->group, &uid, &gid, &failed) < 0) {
+            int user = failed[0] == 'u';
+            rf_log(RF_LOG_ERROR, "[pool %s] cannot get %s for %s '%s'", p->name,
+                   user ? "uid" : "gid", failed, user ? p->user : p->group);
+            return -1;
+        }
+        /* unset counts as root, as php-fpm's zeroed set_uid / set_gid */
+        if (!allow_root && p->executor_type == RF_EXEC_PHP &&
+            (uid == 0 || uid == (uid_t)-1 || gid == 0 || gid == (gid_t)-1)) {
+            rf_log(RF_LOG_ERROR, "[pool %s] please specify user and group other than root",
+                   p->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The master's rlimit_core (before daemonizing, as php-fpm). */
+static int rf_main_rlimit_core(long want)
+{
+    if (want == 0)
+        return 0;
+    struct rlimit r;
+    r.rlim_cur = r.rlim_max = want < 0 ? RLIM_INFINITY : (rlim_t)want;
+    if (setrlimit(RLIMIT_CORE, &r) < 0) {
+        rf_log(RF_LOG_ERROR,
+               "failed to set rlimit_core for this pool. Please check your system limits or "
+               "decrease rlimit_core. setrlimit(RLIMIT_CORE, %ld): %s (%d)",
+               want, strerror(errno), errno);
+        return -1;
+    }
+    return 0;
+}
+
+/* The master's process.priority (after daemonizing, as php-fpm): its
+ * executors and responder inherit it unless a pool sets its own. */
+static int rf_main_priority(long prio)
+{
+    if (prio == RF_CONF_PRIORITY_UNSET)
+        return 0;
+    if (geteuid() != 0) {
+        rf_log(RF_LOG_NOTICE,
+               "'process.priority' directive is ignored when FPM is not running as root");
+        return 0;
+    }
+    if (setpriority(PRIO_PROCESS, 0, (int)prio) < 0) {
+        rf_log(RF_LOG_ERROR, "Unable to set priority for the master process: %s (%d)",
+               strerror(errno), errno);
+        return -1;
+    }
+    return 0;
 }
 
 static void rf_dump_line(void *ctx, const char *line)
@@ -410,8 +520,10 @@ int main(int argc, char **argv)
             break;
         }
         case 'R':
+            o.allow_root = 1;
+            break;
         case 'e':
-            break; /* root pools: not refused yet (issue: pool user checks) */
+            break;
         case 'h':
             rf_usage(stdout, argv[0]);
             return RF_EX_OK;
@@ -420,15 +532,18 @@ int main(int argc, char **argv)
                    "A FastCGI process manager for PHP, compatible with php-fpm\n",
                    RF_VERSION, rf_php_version());
             return RF_EX_OK;
-        case 'i':
         case 'm':
-            fprintf(stderr, "ringfpm: -%c needs PHP, which this build does not attach yet\n", c);
-            return RF_EX_SOFTWARE;
+            return rf_main_php_print(&o, 'm');
+        case 'i':
+            o.info = 1;
+            break;
         default:
             rf_usage(stderr, argv[0]);
             return RF_EX_USAGE;
         }
     }
+    if (o.info) /* before the positional check, as php-fpm */
+        return rf_main_php_print(&o, 'i');
     if (optind < argc) {
         rf_usage(stderr, argv[0]);
         return RF_EX_USAGE;
@@ -463,7 +578,8 @@ int main(int argc, char **argv)
 
     rf_conf_t conf;
     char err[1024];
-    if (rf_conf_load(&conf, path, o.prefix, err, sizeof(err)) < 0) {
+    if (rf_conf_load(&conf, path, o.prefix, o.allow_root ? RF_CONF_ALLOW_ROOT : 0, err,
+                     sizeof(err)) < 0) {
         rf_log(RF_LOG_ERROR, "%s", err);
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
         rf_conf_free(&conf);
@@ -496,6 +612,11 @@ int main(int argc, char **argv)
         rf_log(RF_LOG_ERROR, "FPM initialization failed");
         return RF_EX_SOFTWARE;
     }
+    if (rf_main_check_users(&conf, o.allow_root) < 0 || rf_main_rlimit_core(conf.rlimit_core) < 0) {
+        rf_log(RF_LOG_ERROR, "FPM initialization failed");
+        rf_conf_free(&conf);
+        return RF_EX_CONFIG;
+    }
     rf_raise_nofile(conf.rlimit_files);
     signal(SIGPIPE, SIG_IGN);
 
@@ -504,6 +625,10 @@ int main(int argc, char **argv)
     if (daemon && handoff_fd < 0 && rf_daemonize(&notify_fd) < 0) {
         rf_log(RF_LOG_ERROR, "failed to daemonize: %s", strerror(errno));
         return RF_EX_SOFTWARE;
+    }
+    if (rf_main_priority(conf.process_priority) < 0) {
+        rf_log(RF_LOG_ERROR, "FPM initialization failed");
+        return RF_EX_CONFIG;
     }
     const char *pidfile = conf.pid ? conf.pid : o.pid; /* config wins, as in php-fpm */
     char pidfull[4096];
@@ -524,11 +649,7 @@ int main(int argc, char **argv)
     rf_main_log_ctx.o = &o;
     rf_main_log_ctx.foreground = !daemon;
     rf_php_opts_t php;
-    memset(&php, 0, sizeof(php));
-    php.ini_path = o.php_ini;
-    php.no_ini = o.no_php_ini;
-    php.defines = (const char *const *)o.defines;
-    php.ndefines = o.ndefines;
+    rf_main_php_opts(&o, &php);
     rf_pm_args_t pa = {
         .conf = &conf,
         .io = &ioc,

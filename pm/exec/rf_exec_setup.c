@@ -174,6 +174,10 @@ static int rf_exec_unix(const rf_conf_pool_t *p, const rf_exec_ident_t *id, char
         rf_log(RF_LOG_WARNING, "[pool %s] failed to chdir(/): %s (%d)", p->name, strerror(errno),
                errno);
     }
+    if (root && p->process_priority != RF_CONF_PRIORITY_UNSET &&
+        setpriority(PRIO_PROCESS, 0, (int)p->process_priority) < 0)
+        return rf_exec_fail(err, errlen, errno,
+                            "[pool %s] Unable to set priority for this new process", p->name);
 
     if (root) {
         if (id->gid && setgid(id->gid) < 0)

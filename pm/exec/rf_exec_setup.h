@@ -33,6 +33,7 @@ extern "C" {
  *     any chroot hides /etc/passwd; not root: USER/HOME of the current uid;
  *   - rlimit_files / rlimit_core when set (a failure is logged, as php-fpm);
  *   - chroot (root only), then chdir to `chdir`, or to "/" after a chroot;
+ *   - process.priority (root only): setpriority(2) of this process;
  *   - as root: setgid, initgroups, setuid (uid/gid 0 are left alone);
  *   - process.dumpable: prctl(PR_SET_DUMPABLE, 1) (after setuid, which
  *     clears it);

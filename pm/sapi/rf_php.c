@@ -34,6 +34,7 @@
 #include "zend_ini_scanner.h"
 #include "zend_signal.h"
 #include "zend_exceptions.h"
+#include "zend_extensions.h"
 #include "zend_virtual_cwd.h"
 
 /* ------------------------------------------------------------------------
@@ -72,7 +73,9 @@ typedef struct rf_php_cgi_globals {
     bool nph;
     bool fix_pathinfo;
     bool discard_path;
-    bool fcgi_script_path_encoded;
+    bool fcgi_script_path_encoded; /* always on: php-fpm 8.2 has no INI entry for it */
+    bool force_redirect;           /* cgi.force_redirect: listed (-i), unused, as in php-fpm */
+    char *redirect_status_env;     /* cgi.redirect_status_env: likewise */
     bool fcgi_logging;
     char *error_header;
     char *fpm_config;
@@ -597,13 +600,17 @@ static int rf_php_activate(void)
  * INI: the cgi-fcgi module's entries and per-request PHP_VALUE
  * ---------------------------------------------------------------------- */
 
+/* The same entries as php-fpm 8.2's cgi-fcgi module, so -i, ini_get() and
+ * ini_set() agree with it. */
+
 /* clang-format off */
 PHP_INI_BEGIN()
     STD_PHP_INI_BOOLEAN("cgi.rfc2616_headers", "0", PHP_INI_ALL, OnUpdateBool, rfc2616_headers, rf_php_cgi_globals_t, rf_php_cgi)
     STD_PHP_INI_BOOLEAN("cgi.nph", "0", PHP_INI_ALL, OnUpdateBool, nph, rf_php_cgi_globals_t, rf_php_cgi)
     STD_PHP_INI_BOOLEAN("cgi.fix_pathinfo", "1", PHP_INI_SYSTEM, OnUpdateBool, fix_pathinfo, rf_php_cgi_globals_t, rf_php_cgi)
     STD_PHP_INI_BOOLEAN("cgi.discard_path", "0", PHP_INI_SYSTEM, OnUpdateBool, discard_path, rf_php_cgi_globals_t, rf_php_cgi)
-    STD_PHP_INI_BOOLEAN("fastcgi.script_path_encoded", "1", PHP_INI_SYSTEM, OnUpdateBool, fcgi_script_path_encoded, rf_php_cgi_globals_t, rf_php_cgi)
+    STD_PHP_INI_BOOLEAN("cgi.force_redirect", "1", PHP_INI_SYSTEM, OnUpdateBool, force_redirect, rf_php_cgi_globals_t, rf_php_cgi)
+    STD_PHP_INI_ENTRY("cgi.redirect_status_env", NULL, PHP_INI_SYSTEM, OnUpdateString, redirect_status_env, rf_php_cgi_globals_t, rf_php_cgi)
     STD_PHP_INI_BOOLEAN("fastcgi.logging", "1", PHP_INI_SYSTEM, OnUpdateBool, fcgi_logging, rf_php_cgi_globals_t, rf_php_cgi)
     STD_PHP_INI_ENTRY("fastcgi.error_header", NULL, PHP_INI_SYSTEM, OnUpdateString, error_header, rf_php_cgi_globals_t, rf_php_cgi)
     STD_PHP_INI_ENTRY("fpm.config", NULL, PHP_INI_SYSTEM, OnUpdateString, fpm_config, rf_php_cgi_globals_t, rf_php_cgi)
@@ -1214,6 +1221,8 @@ static PHP_MINIT_FUNCTION(rf_php_cgi)
     rf_php_cgi.fcgi_script_path_encoded = 1;
     rf_php_cgi.fcgi_logging = 1;
     rf_php_cgi.error_header = NULL;
+    rf_php_cgi.force_redirect = 1;
+    rf_php_cgi.redirect_status_env = NULL;
     rf_php_cgi.fpm_config = NULL;
     zend_hash_init(&rf_php_cgi.user_config_cache, 0, NULL, rf_php_user_ini_dtor, 1);
     REGISTER_INI_ENTRIES();
@@ -1306,10 +1315,15 @@ int rf_php_startup(const rf_php_opts_t *opts)
     zend_signal_startup();
     sapi_startup(&rf_php_sapi);
 
-    /* php-fpm: -c overrides, the cwd is never searched */
-    rf_php_ini_override = strdup(opts->ini_path ? opts->ini_path : RF_PHP_DEFAULT_INI);
-    if (!rf_php_ini_override) {
-        return -ENOMEM;
+    /* php-fpm: -c overrides, the cwd is never searched. The default php.ini
+     * goes in as an override too (libphp's own search path is the embed
+     * SAPI's), but not with -n: PHP reads an override that names a file
+     * even when told to ignore php.ini. */
+    if (opts->ini_path || !opts->no_ini) {
+        rf_php_ini_override = strdup(opts->ini_path ? opts->ini_path : RF_PHP_DEFAULT_INI);
+        if (!rf_php_ini_override) {
+            return -ENOMEM;
+        }
     }
     rf_php_sapi.php_ini_path_override = rf_php_ini_override;
     rf_php_sapi.php_ini_ignore_cwd = 1;
@@ -1370,6 +1384,93 @@ void rf_php_shutdown(void)
     free(rf_php_cur.ents);
     rf_php_cur.ents = NULL;
     rf_php_cur.cap = 0;
+}
+
+static int rf_php_module_cmp(Bucket *a, Bucket *b)
+{
+    const zend_module_entry *ma = Z_PTR(a->val), *mb = Z_PTR(b->val);
+    return strcasecmp(ma->name, mb->name);
+}
+
+static int rf_php_extension_cmp(const zend_llist_element **a, const zend_llist_element **b)
+{
+    const zend_extension *ea = (const zend_extension *)(*a)->data;
+    const zend_extension *eb = (const zend_extension *)(*b)->data;
+    return strcmp(ea->name, eb->name);
+}
+
+static void rf_php_print_extension(void *ext)
+{
+    printf("%s\n", ((zend_extension *)ext)->name);
+}
+
+/* fpm_main.c's print_modules / print_extensions */
+int rf_php_print_modules(void)
+{
+    if (!rf_php_started) {
+        return -EINVAL;
+    }
+    HashTable sorted;
+    zend_module_entry *m;
+    zend_hash_init(&sorted, 64, NULL, NULL, 1);
+    zend_hash_copy(&sorted, &module_registry, NULL);
+    zend_hash_sort(&sorted, rf_php_module_cmp, 0);
+    printf("[PHP Modules]\n");
+    ZEND_HASH_FOREACH_PTR(&sorted, m)
+    {
+        printf("%s\n", m->name);
+    }
+    ZEND_HASH_FOREACH_END();
+    zend_hash_destroy(&sorted);
+
+    zend_llist exts;
+    zend_llist_copy(&exts, &zend_extensions);
+    exts.dtor = NULL;
+    zend_llist_sort(&exts, rf_php_extension_cmp);
+    printf("\n[Zend Modules]\n");
+    zend_llist_apply(&exts, rf_php_print_extension);
+    zend_llist_destroy(&exts);
+    printf("\n");
+    return fflush(stdout) == 0 ? 0 : -EIO;
+}
+
+static ssize_t rf_php_stdout_write(void *ctx, const char *p, size_t n)
+{
+    (void)ctx;
+    return fwrite(p, 1, n, stdout) == n ? (ssize_t)n : -1;
+}
+
+int rf_php_print_info(void)
+{
+    static const rf_php_io_t out = {.write = rf_php_stdout_write};
+    rf_php_req_t *r = &rf_php_cur;
+    volatile int rc = 0;
+
+    if (!rf_php_started) {
+        return -EINVAL;
+    }
+    rf_php_req_reset(r);
+    r->io = &out;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r->request_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    sapi_module.phpinfo_as_text = 1;
+    SG(server_context) = r;
+    zend_first_try
+    {
+        if (php_request_startup() == FAILURE) {
+            rc = -EIO;
+        } else {
+            SG(headers_sent) = 1;
+            SG(request_info).no_headers = 1;
+            php_print_info(PHP_INFO_ALL);
+            php_request_shutdown(NULL);
+        }
+    }
+    zend_end_try();
+    r->io = NULL;
+    fflush(stdout);
+    return rc;
 }
 
 int rf_php_execute(const rf_php_param_t *params, size_t nparams, const rf_php_io_t *io,

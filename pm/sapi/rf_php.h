@@ -119,6 +119,18 @@ int rf_php_startup(const rf_php_opts_t *opts);
  * started. Executors may simply _exit() instead. */
 void rf_php_shutdown(void);
 
+/* php-fpm -m: "[PHP Modules]", every loaded module sorted by name
+ * (case-insensitive), a blank line, "[Zend Modules]", every Zend extension
+ * sorted, a blank line; on stdout. Needs rf_php_startup. Returns 0 or
+ * -EINVAL when PHP is not started. */
+int rf_php_print_modules(void);
+
+/* php-fpm -i: phpinfo() as text (every section) on stdout, inside a
+ * request of its own that has no params ($_SERVER is the environment).
+ * Needs rf_php_startup. Returns 0, -EINVAL when PHP is not started, or -EIO
+ * when the request could not start. */
+int rf_php_print_info(void);
+
 /* Apply one INI setting the way php-fpm applies pool php_value (admin=0) /
  * php_admin_value (admin=1) and the PHP_VALUE / PHP_ADMIN_VALUE params: the
  * master value is rewritten (persists for later requests of this process),

@@ -94,6 +94,13 @@ def skip_if_php_cannot_start(driver):
                                 "which ASan refuses")
 
 
+def root_flags():
+    """["-R"] when the tests run as root: like php-fpm, ringfpm refuses a PHP
+    pool that would run as root (no `user`) without it, and most test pools
+    name no user. The tests of that refusal start ringfpm themselves."""
+    return ["-R"] if os.geteuid() == 0 else []
+
+
 def wait_until(predicate, timeout, interval=0.02):
     """Poll predicate until it returns something true or timeout passes;
     returns its last value."""
@@ -398,7 +405,7 @@ class RingFpm(ServerProcess):
         if not os.access(binary, os.X_OK):
             raise HarnessError("ringfpm binary not found or not executable: %s "
                                "(build it, or set RINGFPM_BUILD)" % binary)
-        return [binary, "-F", "-y", self.conf_path]
+        return [binary, "-F", "-y", self.conf_path] + root_flags()
 
     def check_stopped(self):
         report = self.sanitizer_report()
@@ -422,7 +429,8 @@ class RingFpm(ServerProcess):
     def config_test(self):
         """Run `ringfpm -t -y conf`; returns CompletedProcess (text output)."""
         self.write_config()
-        return subprocess.run([binary_path(), "-t", "-y", self.conf_path], stdin=subprocess.DEVNULL,
+        return subprocess.run([binary_path(), "-t", "-y", self.conf_path] + root_flags(),
+                              stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=10, cwd=self.tmpdir)
 
 

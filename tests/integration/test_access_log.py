@@ -227,11 +227,33 @@ class AccessLogTest(unittest.TestCase):
         with open(self.log_path + ".1") as f:
             self.assertEqual(f.read(), "/hello.php?n=1\n")
 
-    def test_invalid_format_is_reported(self):
-        self.start("%Z %s")
-        send(self.server, "hello.php")
-        self.assertIsNotNone(self.server.wait_log(
-            r"access\.format: Invalid token in the access\.format \(%Z\)"), self.server.log())
+    def test_invalid_format_is_refused_at_config_test_and_start(self):
+        # php-fpm checks access.format when it loads the config (so -t fails
+        # too): a WARNING naming the token, then the error, exit 78.
+        tmp = tempfile.mkdtemp(prefix="access-log-test-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        server = phpserver.RingFpmPhp(None, {"www": {
+            "executor.type": "php", "listen": None, "pm": "static", "pm.max_children": "1",
+            "access.log": os.path.join(tmp, "access.log"), "access.format": '"%Z %s"'}})
+        self.addCleanup(server.cleanup)
+        r = server.config_test()
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 78, out)
+        self.assertIn("WARNING: Invalid token in the access.format (%Z)", out)
+        self.assertIn("ERROR: [pool www] wrong format for access.format '%Z %s'", out)
+        self.assertNotIn("test is successful", out)
+        with self.assertRaises(harness.HarnessError):
+            server.start()
+        self.assertEqual(server.returncode, 78)
+        self.assertIn("wrong format for access.format", server.log() + server.output())
+
+    def test_format_is_not_checked_without_an_access_log(self):
+        server = phpserver.RingFpmPhp(None, {"www": {
+            "executor.type": "php", "listen": None, "pm": "static", "pm.max_children": "1",
+            "access.format": '"%Z"'}})
+        self.addCleanup(server.cleanup)
+        r = server.config_test()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":

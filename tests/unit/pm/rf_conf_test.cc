@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace
@@ -52,7 +53,9 @@ const char *const kBase = "[global]\n"                 // line 1
                           "[www]\n"                    // line 2
                           "listen = 127.0.0.1:9000\n"; // line 3; the caller's text starts at 4
 
-void load(Loaded &l, const std::string &text, bool with_base = true)
+// flags: rf_conf_load's; the tests run as root, so by default as with -R.
+void load(Loaded &l, const std::string &text, bool with_base = true, int flags = RF_CONF_ALLOW_ROOT,
+          const char *prefix = nullptr)
 {
     char tmpl[] = "/tmp/rf_conf_test.XXXXXX";
     int fd = mkstemp(tmpl);
@@ -63,7 +66,7 @@ void load(Loaded &l, const std::string &text, bool with_base = true)
     close(fd);
     char err[1024];
     std::memset(err, 'x', sizeof(err));
-    l.rc = rf_conf_load(&l.conf, l.path.c_str(), nullptr, err, sizeof(err));
+    l.rc = rf_conf_load(&l.conf, l.path.c_str(), prefix, flags, err, sizeof(err));
     l.err = l.rc < 0 ? err : "";
 }
 
@@ -104,6 +107,13 @@ std::vector<std::string> dump(const rf_conf_t &c)
     std::vector<std::string> lines;
     rf_conf_dump(&c, collect, &lines);
     return lines;
+}
+
+// Whether -tt prints this line (any section).
+bool dumped(const rf_conf_t &c, const std::string &line)
+{
+    std::vector<std::string> all = dump(c);
+    return std::find(all.begin(), all.end(), line) != all.end();
 }
 
 // The dumped lines of the pool sections that start with a tab + prefix.
@@ -361,7 +371,7 @@ TEST(ConfExecutor, Defaults)
     // the built-in default (no file) gets the same
     rf_conf_t c;
     char err[256];
-    ASSERT_EQ(rf_conf_load(&c, nullptr, nullptr, err, sizeof(err)), 0) << err;
+    ASSERT_EQ(rf_conf_load(&c, nullptr, nullptr, RF_CONF_ALLOW_ROOT, err, sizeof(err)), 0) << err;
     EXPECT_EQ(c.pools[0].queue_max, 4096);
     EXPECT_EQ(c.pools[0].queue_timeout_ms, 60000);
     EXPECT_EQ(c.pools[0].executor_type, RF_EXEC_PHP);
@@ -597,3 +607,241 @@ TEST(ConfPm, NoPmStillAccepted)
 }
 
 } // namespace
+
+// ------------------------------------------------- process.priority, global rlimit_core
+
+TEST(ConfPriority, UnsetIsUndefinedAndValuesAreKept)
+{
+    Loaded l;
+    load(l, "");
+    ASSERT_EQ(l.rc, 0) << l.err;
+    EXPECT_EQ(l.conf.process_priority, RF_CONF_PRIORITY_UNSET);
+    EXPECT_EQ(l.pool().process_priority, RF_CONF_PRIORITY_UNSET);
+    EXPECT_EQ(dump_lines(l.conf, "process.priority"),
+              (std::vector<std::string>{"process.priority = undefined"}));
+    EXPECT_TRUE(dumped(l.conf, "\tprocess.priority = undefined")); // [global]
+
+    Loaded v;
+    load(v,
+         "[global]\nprocess.priority = -19\n[www]\nlisten = 127.0.0.1:9000\n"
+         "process.priority = 20\n",
+         false);
+    ASSERT_EQ(v.rc, 0) << v.err;
+    EXPECT_EQ(v.conf.process_priority, -19);
+    EXPECT_EQ(v.pool().process_priority, 20);
+    EXPECT_EQ(dump_lines(v.conf, "process.priority"),
+              (std::vector<std::string>{"process.priority = 20"}));
+    // acted on: never named in the startup warning
+    EXPECT_EQ(ignored(v.pool()), "");
+    EXPECT_EQ(v.conf.ignored, nullptr);
+}
+
+TEST(ConfPriority, RangeAndSyntaxErrorsAsPhpFpm)
+{
+    EXPECT_EQ(error_of("process.priority = 21\n"),
+              "[pool www] process.priority must be included into [-19,20]");
+    EXPECT_EQ(error_of("process.priority = -20\n"),
+              "[pool www] process.priority must be included into [-19,20]");
+    std::string e = error_of("process.priority = +5\n");
+    EXPECT_EQ(e.substr(e.find("] ")), "] unable to parse value for entry 'process.priority': is "
+                                      "not a valid number (greater or equal than zero)");
+    Loaded g;
+    load(g, "[global]\nprocess.priority = 21\n[www]\nlisten = 127.0.0.1:9000\n", false);
+    EXPECT_LT(g.rc, 0);
+    EXPECT_EQ(g.err, "process.priority must be included into [-19,20]");
+}
+
+TEST(ConfGlobal, RlimitCoreIsTheMasters)
+{
+    Loaded l;
+    load(l,
+         "[global]\nrlimit_core = unlimited\n[www]\nlisten = 127.0.0.1:9000\n"
+         "rlimit_core = 7\n",
+         false);
+    ASSERT_EQ(l.rc, 0) << l.err;
+    EXPECT_EQ(l.conf.rlimit_core, -1);
+    EXPECT_EQ(l.pool().rlimit_core, 7);
+    EXPECT_EQ(l.conf.ignored, nullptr);
+    EXPECT_TRUE(dumped(l.conf, "\trlimit_core = -1"));
+
+    Loaded bad;
+    load(bad, "[global]\nrlimit_core = -5\n[www]\nlisten = 127.0.0.1:9000\n", false);
+    EXPECT_EQ(bad.err, bad.at(2, "unable to parse value for entry 'rlimit_core': must be greater "
+                                 "than zero or 'unlimited'"));
+}
+
+// ------------------------------------------------------------ running as root
+
+TEST(ConfRoot, PhpPoolWithoutUserNeedsAllowRoot)
+{
+    if (geteuid() != 0)
+        GTEST_SKIP() << "not root";
+    Loaded l;
+    load(l, "", true, 0);
+    EXPECT_LT(l.rc, 0);
+    EXPECT_EQ(l.err, "failed to post process the configuration");
+    // before the listen check, as php-fpm
+    Loaded n;
+    load(n, "[www]\npm = static\n", false, 0);
+    EXPECT_EQ(n.err, "failed to post process the configuration");
+
+    Loaded u;
+    load(u, "user = www-data\n", true, 0);
+    EXPECT_EQ(u.rc, 0) << u.err;
+    Loaded r; // a root user is refused at start-up, not here (php-fpm -t passes it)
+    load(r, "user = root\n", true, 0);
+    EXPECT_EQ(r.rc, 0) << r.err;
+    Loaded b; // a builtin pool runs no PHP
+    load(b, "executor.type = builtin\n", true, 0);
+    EXPECT_EQ(b.rc, 0) << b.err;
+    Loaded a;
+    load(a, "", true, RF_CONF_ALLOW_ROOT);
+    EXPECT_EQ(a.rc, 0) << a.err;
+}
+
+// ------------------------------------------------------------ access.format
+
+TEST(ConfAccessFormat, CheckedAtLoadWhenThereIsAnAccessLog)
+{
+    EXPECT_EQ(error_of("access.log = /tmp/x.log\naccess.format = \"%Z\"\n"),
+              "[pool www] wrong format for access.format '%Z'");
+    EXPECT_EQ(error_of("access.log = /tmp/x.log\naccess.format = \"%{foo}d\"\n"),
+              "[pool www] wrong format for access.format '%{foo}d'");
+    // php-fpm does not look at the format without a log
+    Loaded n;
+    load(n, "access.format = \"%Z\"\n");
+    EXPECT_EQ(n.rc, 0) << n.err;
+    // with a log and no format, php-fpm's default (-tt shows it)
+    Loaded d;
+    load(d, "access.log = /tmp/x.log\n");
+    ASSERT_EQ(d.rc, 0) << d.err;
+    EXPECT_STREQ(d.pool().access_format, "%R - %u %t \"%m %r\" %s");
+}
+
+// ------------------------------------------------------------ relative paths
+
+class ConfPaths : public ::testing::Test
+{
+  protected:
+    std::string dir;
+    void SetUp() override
+    {
+        char tmpl[] = "/tmp/rf_conf_paths.XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir = tmpl;
+        ASSERT_EQ(mkdir((dir + "/wd").c_str(), 0755), 0);
+        ASSERT_EQ(mkdir((dir + "/sub").c_str(), 0755), 0);
+        ASSERT_EQ(mkdir((dir + "/sub/wd").c_str(), 0755), 0);
+    }
+    void TearDown() override
+    {
+        rmdir((dir + "/sub/wd").c_str());
+        rmdir((dir + "/sub").c_str());
+        rmdir((dir + "/wd").c_str());
+        rmdir(dir.c_str());
+    }
+};
+
+TEST_F(ConfPaths, UnderThePoolPrefix)
+{
+    Loaded l;
+    load(l,
+         "[global]\n[www]\nprefix = " + dir +
+             "\nlisten = www.sock\naccess.log = log/$pool.acc\nslowlog = slow.log\n"
+             "chdir = wd\nphp_admin_value[error_log] = php.err\n"
+             "php_value[sendmail_path] = sendmail -t\nphp_value[session.save_path] = sess\n"
+             "php_admin_value[extension_dir] = /abs\n",
+         false);
+    ASSERT_EQ(l.rc, 0) << l.err;
+    const rf_conf_pool_t &p = l.pool();
+    EXPECT_EQ(std::string(p.listen), dir + "/www.sock");
+    EXPECT_EQ(std::string(p.access_log), dir + "/log/www.acc");
+    EXPECT_EQ(std::string(p.slowlog), dir + "/slow.log");
+    EXPECT_EQ(std::string(p.chdir), dir + "/wd");
+    EXPECT_EQ(kvs(p), (std::vector<std::string>{
+                          "php_admin_value[error_log]=" + dir + "/php.err",
+                          "php_value[sendmail_path]=" + dir + "/sendmail -t",
+                          "php_value[session.save_path]=sess", // not a path php-fpm expands
+                          "php_admin_value[extension_dir]=/abs",
+                      }));
+    EXPECT_EQ(ignored(p), ""); // prefix is acted on
+}
+
+TEST_F(ConfPaths, UnderTheGlobalPrefixThenUsr)
+{
+    Loaded g;
+    load(g,
+         "[global]\n[www]\nlisten = 127.0.0.1:9000\naccess.log = a.log\nprefix = sub\n"
+         "chdir = wd\n",
+         false, RF_CONF_ALLOW_ROOT, dir.c_str());
+    ASSERT_EQ(g.rc, 0) << g.err;
+    EXPECT_EQ(std::string(g.pool().prefix), dir + "/sub");
+    EXPECT_EQ(std::string(g.pool().access_log), dir + "/sub/a.log");
+    EXPECT_EQ(std::string(g.pool().chdir), dir + "/sub/wd");
+
+    Loaded u; // no prefix at all: /usr, as php-fpm's PHP_PREFIX
+    load(u, "access.log = log/x.acc\nphp_value[error_log] = syslog\n"
+            "php_admin_value[error_log] = syslog\n");
+    ASSERT_EQ(u.rc, 0) << u.err;
+    EXPECT_STREQ(u.pool().access_log, "/usr/log/x.acc");
+    // php-fpm spares only php_admin_value[error_log] = syslog
+    EXPECT_EQ(kvs(u.pool()), (std::vector<std::string>{"php_value[error_log]=/usr/syslog",
+                                                       "php_admin_value[error_log]=syslog"}));
+}
+
+TEST_F(ConfPaths, ListenUnixOnlyWhenNotAnInetAddress)
+{
+    const char *const cases[][2] = {
+        {"9000", "9000"},
+        {"127.0.0.1:9000", "127.0.0.1:9000"},
+        {"[::1]:9000", "[::1]:9000"},
+        {"localhost", "/usr/localhost"}, // php-fpm: no ':' and not a number = a unix path
+        {"/run/x.sock", "/run/x.sock"},
+    };
+    for (const auto &c : cases) {
+        Loaded l;
+        load(l, std::string("[www]\nlisten = ") + c[0] + "\n", false);
+        ASSERT_EQ(l.rc, 0) << l.err;
+        EXPECT_STREQ(l.pool().listen, c[1]) << c[0];
+    }
+}
+
+TEST_F(ConfPaths, ChrootAndChdirChecks)
+{
+    EXPECT_EQ(error_of("prefix = " + dir + "/nope\n"),
+              "[pool www] the prefix '" + dir + "/nope' does not exist or is not a directory");
+    EXPECT_EQ(error_of("chdir = " + dir + "/nope\n"),
+              "[pool www] the chdir path '" + dir + "/nope' does not exist or is not a directory");
+    EXPECT_EQ(error_of("chroot = " + dir + "/nope\n"),
+              "[pool www] the chroot path '" + dir + "/nope' does not exist or is not a directory");
+    EXPECT_EQ(error_of("chroot = " + dir + "\nchdir = /nope\n"),
+              "[pool www] the chdir path '/nope' within the chroot path '" + dir + "' ('" + dir +
+                  "//nope') does not exist or is not a directory");
+
+    // $prefix at the start of chroot; chdir inside it; php values untouched
+    Loaded l;
+    load(l, "prefix = " + dir +
+                "\nchroot = $prefix/sub\nchdir = /wd\n"
+                "php_admin_value[error_log] = log/x\n");
+    ASSERT_EQ(l.rc, 0) << l.err;
+    EXPECT_EQ(std::string(l.pool().chroot), dir + "//sub");
+    EXPECT_STREQ(l.pool().chdir, "/wd");
+    EXPECT_EQ(kvs(l.pool()), (std::vector<std::string>{"php_admin_value[error_log]=log/x"}));
+}
+
+TEST(ConfFullPath, AbsoluteAndNullAreLeftAlone)
+{
+    rf_conf_t c;
+    std::memset(&c, 0, sizeof(c));
+    char *p = nullptr;
+    EXPECT_EQ(rf_conf_full_path(&p, &c, nullptr, 0), 0);
+    EXPECT_EQ(p, nullptr);
+    p = strdup("/a/b");
+    EXPECT_EQ(rf_conf_full_path(&p, &c, nullptr, 0), 0);
+    EXPECT_STREQ(p, "/a/b");
+    free(p);
+    p = strdup("$prefix");
+    EXPECT_EQ(rf_conf_full_path(&p, &c, nullptr, 1), 0);
+    EXPECT_STREQ(p, "/usr");
+    free(p);
+}
