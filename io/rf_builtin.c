@@ -109,3 +109,22 @@ const rf_handler_t rf_builtin_handler = {
     .start = rf_builtin_start,
     .abort = rf_builtin_abort,
 };
+
+/* A pm.status_listen listener: ping and status are answered before a
+ * handler is asked, anything else is a script it does not have (php-fpm's
+ * 404 page). */
+static void rf_status_only_start(void *ctx, rf_req_t *r)
+{
+    static const char resp[] = "Status: 404 Not Found\r\n"
+                               "Content-type: text/html; charset=UTF-8\r\n\r\n"
+                               "File not found.\n";
+    rf_resp_write(r, RF_FCGI_STDOUT, resp, sizeof(resp) - 1);
+    rf_resp_end(r, 0, RF_FCGI_REQUEST_COMPLETE);
+}
+
+const rf_handler_t rf_status_only_handler = {
+    .name = "status",
+    .ctx = NULL,
+    .start = rf_status_only_start,
+    .abort = rf_builtin_abort,
+};

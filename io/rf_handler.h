@@ -49,6 +49,9 @@ void rf_resp_end(rf_req_t *r, uint32_t app_status, uint8_t protocol_status);
 /* The built-in handler: ping, /echo, /bytes, /stderr and "Hello, World!". */
 extern const rf_handler_t rf_builtin_handler;
 
+/* pm.status_listen: 404 "File not found." for all but ping and status. */
+extern const rf_handler_t rf_status_only_handler;
+
 #ifdef __cplusplus
 }
 #endif

@@ -43,6 +43,10 @@ typedef struct rf_io_pool {
     const char *ping_path;       /* NULL: no ping */
     const char *ping_response;   /* body of the ping answer */
     const char *status_path;     /* NULL: no status page */
+    /* pm.status_listen: this listener answers ping and status of pool
+     * status_of - 1 (its counters, its processes) and nothing else;
+     * 0 = an ordinary pool */
+    int status_of;
     rf_proto_limits_t limits;
     uint32_t read_timeout_ms;    /* whole request must arrive within; 0 = none */
     const rf_handler_t *handler; /* NULL: PHP executors (the dispatcher, rf_disp.c) */

@@ -651,15 +651,24 @@ static void rf_status_openmetrics(rf_status_out_t *o, const char *pool, const ch
     rf_out_puts(o, "# EOF\n");
 }
 
+/* The pool whose status c's listener shows: its own, or for a
+ * pm.status_listen listener the pool it was configured in. */
+static int rf_status_pool_of(const rf_conn_t *c)
+{
+    return c->pool->status_of ? c->pool->status_of - 1 : c->pool_idx;
+}
+
 static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
 {
     rf_io_t *io = t->io;
     const rf_board_t *board = io->conf->board;
+    int pool = rf_status_pool_of(c);
+    const char *pool_name = io->conf->pools[pool].name;
     rf_status_sum_t s;
-    rf_status_collect(io, c->pool_idx, &s);
+    rf_status_collect(io, pool, &s);
     rf_board_stats_t b;
-    (void)rf_board_stats_get(board, c->pool_idx, &b); /* a busy block: the rest */
-    const rf_board_pool_t *bp = rf_board_pool_get(board, c->pool_idx);
+    (void)rf_board_stats_get(board, pool, &b); /* a busy block: the rest */
+    const rf_board_pool_t *bp = rf_board_pool_get(board, pool);
     const rf_param_t *q = rf_req_param(r, "QUERY_STRING");
     enum rf_status_fmt fmt = rf_status_format(q);
     int full = fmt != RF_STATUS_OPENMETRICS && rf_query_has(q, "full");
@@ -713,7 +722,7 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
     };
 
     if (fmt == RF_STATUS_OPENMETRICS) {
-        rf_status_openmetrics(o, c->pool->name, bp->pm, since, &b, bp, io->be->name, rows,
+        rf_status_openmetrics(o, pool_name, bp->pm, since, &b, bp, io->be->name, rows,
                               RF_ARRAY_SIZE(rows));
         rf_out_flush(o);
         rf_resp_end(r, 0, RF_FCGI_REQUEST_COMPLETE);
@@ -731,7 +740,7 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
     else if (fmt == RF_STATUS_XML)
         rf_out_puts(o, "<?xml version=\"1.0\" ?>\n<status>\n");
     int i = 0;
-    rf_field_str(o, fmt, 0, i++, "pool", c->pool->name);
+    rf_field_str(o, fmt, 0, i++, "pool", pool_name);
     rf_field_str(o, fmt, 0, i++, "process manager", bp->pm);
     rf_field_time(o, fmt, 0, i++, "start time", bp->start_time);
     rf_field_num(o, fmt, 0, i++, "start since", (unsigned long long)since);
@@ -762,7 +771,7 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
                        "duration</th><th>request method</th><th>request uri</th><th>content "
                        "length</th><th>user</th><th>script</th><th>last request "
                        "cpu</th><th>last request memory</th></tr>\n");
-        rf_status_procs(o, fmt, board, c->pool_idx);
+        rf_status_procs(o, fmt, board, pool);
         rf_out_puts(o, "</table></body></html>");
         break;
     case RF_STATUS_XML:
@@ -771,20 +780,20 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
             break;
         }
         rf_out_puts(o, "<processes>\n");
-        rf_status_procs(o, fmt, board, c->pool_idx);
+        rf_status_procs(o, fmt, board, pool);
         rf_out_puts(o, "</processes>\n</status>");
         break;
     case RF_STATUS_JSON:
         if (full) {
             rf_out_puts(o, ", \"processes\":[");
-            rf_status_procs(o, fmt, board, c->pool_idx);
+            rf_status_procs(o, fmt, board, pool);
             rf_out_puts(o, "]");
         }
         rf_out_puts(o, "}");
         break;
     case RF_STATUS_TEXT:
         if (full)
-            rf_status_procs(o, fmt, board, c->pool_idx);
+            rf_status_procs(o, fmt, board, pool);
         break;
     case RF_STATUS_OPENMETRICS:
         break;
@@ -814,7 +823,7 @@ int rf_status_handle(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
     const rf_io_pool_t *pool = c->pool;
     const rf_param_t *sn = rf_req_script_name(r);
     if (pool->ping_path && rf_script_is(sn, pool->ping_path)) {
-        rf_status_count(t, c->pool_idx);
+        rf_status_count(t, rf_status_pool_of(c));
         static const char hdr[] =
             "Content-type: text/plain;charset=UTF-8\r\n" RF_STATUS_EXPIRES RF_STATUS_NO_CACHE
             "\r\n";
@@ -825,7 +834,7 @@ int rf_status_handle(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
         return 1;
     }
     if (pool->status_path && rf_script_is(sn, pool->status_path)) {
-        rf_status_count(t, c->pool_idx);
+        rf_status_count(t, rf_status_pool_of(c));
         rf_status_reply(t, c, r);
         return 1;
     }

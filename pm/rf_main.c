@@ -427,6 +427,23 @@ static void rf_build_io(const rf_conf_t *conf, rf_io_conf_t *io, rf_io_pool_t *p
         uint64_t reqs = (uint64_t)max_conns * (uint64_t)p->max_multiplex;
         q->limits.max_reqs = reqs > UINT32_MAX ? UINT32_MAX : (uint32_t)reqs;
     }
+    /* pm.status_listen: a listener of its own, with the pool's socket
+     * settings, that answers the pool's status (pm.status_path, "/" when
+     * unset) and ping, so monitoring gets through when every executor is
+     * busy (php-fpm's hidden "<pool>_status" pool). */
+    int k = conf->npools;
+    for (int i = 0; i < conf->npools; i++) {
+        const rf_conf_pool_t *p = &conf->pools[i];
+        if (p->pm_status_listen == NULL || p->pm_status_listen[0] == '\0')
+            continue;
+        rf_io_pool_t *q = &pools[k++];
+        *q = pools[i]; /* its name too: log lines name the pool */
+        q->listen = p->pm_status_listen;
+        q->status_path = p->pm_status_path ? p->pm_status_path : "/";
+        q->handler = &rf_status_only_handler;
+        q->status_of = i + 1;
+    }
+    io->npools = k;
 }
 
 /* A reload's handoff (pm/rf_reload.h): its descriptor, taken out of the
@@ -640,7 +657,8 @@ int main(int argc, char **argv)
         return RF_EX_SOFTWARE;
 
     rf_conf_warn_ignored(&conf);
-    rf_io_pool_t *pools = calloc((size_t)conf.npools, sizeof(*pools));
+    /* room for a pm.status_listen listener per pool */
+    rf_io_pool_t *pools = calloc((size_t)conf.npools * 2, sizeof(*pools));
     if (pools == NULL)
         return RF_EX_SOFTWARE;
     rf_io_conf_t ioc;

@@ -1061,14 +1061,15 @@ static void rf_pm_reload(rf_pm_t *pm, const char *signame)
     }
     int nxs = (int)pm->nxs;
     rf_handoff_exec_t *xs = calloc(pm->nxs ? pm->nxs : 1, sizeof(*xs));
-    uint32_t *nslots = calloc((size_t)pm->conf->npools + 1, sizeof(*nslots));
+    int nboard = rf_board_npools(pm->board);
+    uint32_t *nslots = calloc((size_t)nboard + 1, sizeof(*nslots));
     if (xs == NULL || nslots == NULL) {
         free(xs);
         free(nslots);
         rf_log(RF_LOG_ERROR, "reload: out of memory; not reloading");
         return;
     }
-    for (int i = 0; i < pm->conf->npools; i++)
+    for (int i = 0; i < nboard; i++)
         nslots[i] = (uint32_t)rf_board_nslots(pm->board, i);
     for (int i = 0; i < nxs; i++) {
         const rf_pm_exec_t *x = &pm->xs[i];
@@ -1084,7 +1085,7 @@ static void rf_pm_reload(rf_pm_t *pm, const char *signame)
         .gen = pm->gen,
         .next_id = pm->next_id,
         .board_fd = rf_board_fd(pm->board),
-        .npools = pm->conf->npools,
+        .npools = nboard,
         .nslots = nslots,
         .nthreads = pm->nthreads,
         .ctl = pm->ctl,
@@ -1195,7 +1196,7 @@ static int rf_pm_adopt(rf_pm_t *pm, int fd, uint64_t grace_ns)
     const char *why = NULL;
     if (h.proto != RF_CTL_PROTO)
         why = "the program's control protocol changed";
-    else if (h.nthreads != pm->nthreads || h.npools != pm->conf->npools ||
+    else if (h.nthreads != pm->nthreads || h.npools != pm->a->io->npools ||
              h.fingerprint != rf_reload_fingerprint(pm->a->io))
         why = "pools, listen or responder settings changed";
     int brc = why ? 0 : rf_io_board_create(pm->a->io, h.nslots, dup(h.board_fd), &pm->board);
@@ -1577,6 +1578,10 @@ int rf_pm_main(const rf_pm_args_t *a)
                 rf_log(RF_LOG_NOTICE, "Finishing ...");
                 pm->finishing = 1;
                 finish_by = rf_mono_ns() + rf_pm_finish_ns(conf) + 1000000000u;
+                /* No responder follows: our hold on the sockets goes now
+                 * (a unix socket's path with it), so once the responder has
+                 * stopped accepting, new connections are refused. */
+                rf_pm_release_sockets(pm);
                 if (pm->responder > 0)
                     kill(pm->responder, SIGQUIT);
             } else if (sig == SIGUSR1) {

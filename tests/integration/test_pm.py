@@ -194,6 +194,38 @@ class ProcessMaxTest(PmCase):
         self.assertIn("process_max can't be negative", out.stderr + out.stdout)
 
 
+class StatusListenTest(PmCase):
+    """pm.status_listen: a socket of its own for the pool's status and ping
+    (php-fpm's hidden "<pool>_status" pool), answered while every executor
+    is busy; anything else there is a 404."""
+
+    def test_status_and_ping_on_their_own_socket(self):
+        port = harness.free_tcp_port()
+        self.start({"pm": "static", "pm.max_children": "1",
+                    "pm.status_listen": "127.0.0.1:%d" % port})
+        self.wait_total(1)
+        address = ("127.0.0.1", port)
+        busy = self.pending("sleep.php", "ms=1500")
+        self.assertTrue(wait_until(lambda: self.status()["active processes"] == 1, 2.0))
+        status = harness.fetch_status(address, STATUS_PATH, timeout=2)
+        self.assertEqual(status["pool"], "www")
+        self.assertEqual(status["active processes"], 1)
+        self.assertEqual(status["total processes"], 1)
+        full = fcgi.simple_request(address, STATUS_PATH, "json&full", timeout=2)
+        self.assertEqual(full.status_code(), 200)
+        self.assertIn(b'"script":', full.body)
+        ping = fcgi.simple_request(address, PING_PATH, "", timeout=2)
+        self.assertEqual(ping.body, b"pong")
+        other = fcgi.simple_request(address, "/pid.php", "", timeout=2)
+        self.assertEqual(other.status_code(), 404)
+        self.assertEqual(other.body, b"File not found.\n")
+        self.assertOk(busy.result(), "the request that kept the executor busy")
+        # both listeners count towards the pool's "accepted conn"
+        before = self.status()["accepted conn"]
+        harness.fetch_status(address, STATUS_PATH)
+        self.assertGreater(self.status()["accepted conn"], before + 1)
+
+
 class StaticTest(PmCase):
     def test_max_children_executors_and_a_killed_one_is_replaced(self):
         self.start({"pm": "static", "pm.max_children": "3"})
