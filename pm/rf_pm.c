@@ -1608,7 +1608,7 @@ int rf_pm_main(const rf_pm_args_t *a)
             break;
         rf_pm_respawn_due(pm);
         rf_pm_old_deadline(pm);
-        if (pm->reload_due) {
+        if (pm->reload_due && !pm->finishing) {
             pm->reload_due = 0;
             rf_pm_reload(pm, "emergency_restart_threshold");
         }

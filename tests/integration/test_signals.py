@@ -214,6 +214,20 @@ class EngineQuitEpollTest(EngineQuitUringTest):
     io_backend = "epoll"
 
 
+class QuitThenReloadTest(SignalCase):
+    def test_reload_during_a_graceful_stop_is_ignored(self):
+        """php-fpm's state machine: finishing is not overridden by reloading."""
+        self.start(global_opts={"process_control_timeout": "10s"})
+        running = Pending(self.server, "sleep.php", "ms=1000")
+        time.sleep(0.3)
+        self.send_signal(signal.SIGQUIT)
+        self.assertIsNotNone(self.server.wait_log(r"Finishing \.\.\."), self.server.log())
+        self.send_signal(signal.SIGUSR2)
+        self.assertEqual(running.result().status_code(), 200, self.server.diagnostics())
+        self.assertEqual(self.wait_exit(5.0), 0, self.server.diagnostics())
+        self.assertNotIn("Reloading in progress", self.server.log())
+
+
 class QuitUnixSocketTest(SignalCase):
     def test_quit_removes_the_socket_and_finishes_the_request(self):
         self.start(pool={"listen": "unix"}, global_opts={"process_control_timeout": "10s"})
