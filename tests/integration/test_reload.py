@@ -33,19 +33,15 @@ from test_pm import PmCase, params
 wait_until = harness.wait_until
 
 
-def setUpModule():
-    reason = phpserver.missing_reason("ringfpm")
-    if reason:
-        raise unittest.SkipTest(reason)
-
-
 class Load:
     """Clients that keep sending pid.php until stopped: `kept` of them on
     one keep-alive connection each, `fresh` with a new connection per
     request. Every outcome is counted; a failure keeps its reason."""
 
-    def __init__(self, server, kept=2, fresh=2):
+    def __init__(self, server, kept=2, fresh=2, request=None, check=None):
         self.server = server
+        self.request = request or params("pid.php")
+        self.check = check or (lambda body: body.isdigit())
         self.stop_flag = threading.Event()
         self.lock = threading.Lock()
         self.ok = 0
@@ -66,9 +62,10 @@ class Load:
 
     def _count(self, response=None, error=None):
         with self.lock:
-            if error is None and response.status_code() == 200 and response.body.isdigit():
+            if error is None and response.status_code() == 200 and self.check(response.body):
                 self.ok += 1
-                self.pids.add(int(response.body))
+                if response.body.isdigit():
+                    self.pids.add(int(response.body))
             else:
                 self.failures.append(error or response)
 
@@ -78,7 +75,7 @@ class Load:
             try:
                 if conn is None:
                     conn = self.server.connect(timeout=8)
-                self._count(conn.request(params("pid.php"), keep_conn=True, timeout=8))
+                self._count(conn.request(self.request, keep_conn=True, timeout=8))
             except Exception as e:  # counted, the client carries on
                 self._count(error=e)
                 conn = None
@@ -89,12 +86,16 @@ class Load:
         while not self.stop_flag.is_set():
             try:
                 with self.server.connect(timeout=8) as conn:
-                    self._count(conn.request(params("pid.php"), keep_conn=False, timeout=8))
+                    self._count(conn.request(self.request, keep_conn=False, timeout=8))
             except Exception as e:
                 self._count(error=e)
 
 
 class ReloadCase(PmCase):
+    def setUp(self):
+        reason = phpserver.missing_reason("ringfpm")
+        if reason:
+            self.skipTest(reason)
     def reload(self, sig=signal.SIGUSR2):
         """Send sig to the master and wait for the new generation's
         "ready" line; returns the log offset before the signal."""
@@ -273,6 +274,66 @@ class EmergencyRestartTest(ReloadCase):
         self.wait_total(2, timeout=5)
         time.sleep(0.3)
         self.assertNotIn("Reloading in progress", self.server.log()[mark:])
+
+
+class EngineReloadTest(unittest.TestCase):
+    """The master's half of a reload (the handoff, adopting the responder,
+    FPM_SOCKETS) with built-in pools only: no PHP, so this runs in the
+    sanitizer build too."""
+
+    def start(self, pools):
+        self.server = harness.RingFpm({}, pools)
+        self.addCleanup(self.server.cleanup)
+        self.server.start()
+        return self.server
+
+    def reload(self):
+        mark = len(self.server.log())
+        os.kill(self.server.proc.pid, signal.SIGUSR2)
+        self.assertIsNotNone(self.server.wait_log(r"ready to handle connections", timeout=8,
+                                                  start=mark), self.server.diagnostics())
+        return mark
+
+    def test_reload_adopts_the_responder_and_loses_nothing(self):
+        self.start({"www": {"listen": None}, "api": {"listen": "unix"}})
+        master = self.server.proc.pid
+        load = Load(self.server, kept=2, fresh=1, request=fcgi.default_params(),
+                    check=lambda body: body == b"Hello, World!").start()
+        self.addCleanup(load.stop)
+        for _ in range(2):
+            time.sleep(0.3)
+            mark = self.reload()
+            self.assertIn("carry on while generation", self.server.log()[mark:])
+        time.sleep(0.3)
+        load.stop()
+        self.assertEqual(load.failures, [], "%d ok\n%s" % (load.ok, self.server.diagnostics()))
+        self.assertGreater(load.ok, 20)
+        self.assertEqual(self.server.proc.pid, master)
+        self.server.stop()
+        self.assertIsNone(self.server.sanitizer_report(), self.server.sanitizer_report())
+
+    def test_new_responder_on_the_same_sockets(self):
+        self.start({"www": {"listen": "unix"}, "api": {"listen": None}})
+        path = self.server.address
+        inode = os.stat(path).st_ino
+        load = Load(self.server, kept=0, fresh=2, request=fcgi.default_params(),
+                    check=lambda body: body == b"Hello, World!").start()
+        self.addCleanup(load.stop)
+        port = harness.free_tcp_port()
+        self.server.pools["api"]["listen"] = "127.0.0.1:%d" % port
+        self.server.write_config()
+        time.sleep(0.2)
+        mark = self.reload()
+        self.assertIn("starting a new responder", self.server.log()[mark:])
+        time.sleep(0.3)
+        load.stop()
+        self.assertEqual(load.failures, [], "%d ok\n%s" % (load.ok, self.server.diagnostics()))
+        self.assertEqual(os.stat(path).st_ino, inode)
+        r = fcgi.simple_request(("127.0.0.1", port), timeout=5)
+        self.assertEqual(r.body, b"Hello, World!")
+        self.server.stop()
+        self.assertFalse(os.path.exists(path))
+        self.assertIsNone(self.server.sanitizer_report(), self.server.sanitizer_report())
 
 
 if __name__ == "__main__":
