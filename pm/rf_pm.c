@@ -126,15 +126,12 @@ static uint64_t rf_pm_finish_ns(const rf_conf_t *conf)
 
 /* ---- executors -------------------------------------------------------------- */
 
-/* A pool's access.log path: relative to the pool's prefix, else the global
- * one, else /usr (php-fpm's). */
+/* The pool's access.log: absolute, rf_conf resolved it under the pool's
+ * prefix at load. */
 static void rf_pm_access_path(const rf_pm_t *pm, const rf_conf_pool_t *p, char *buf, size_t len)
 {
-    const char *base = p->prefix ? p->prefix : pm->conf->prefix ? pm->conf->prefix : "/usr";
-    if (p->access_log[0] == '/')
-        snprintf(buf, len, "%s", p->access_log);
-    else
-        snprintf(buf, len, "%s/%s", base, p->access_log);
+    (void)pm;
+    snprintf(buf, len, "%s", p->access_log);
 }
 
 /*
@@ -216,13 +213,9 @@ static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *c
     }
     int slow_fd = -1;
     if (p->request_slowlog_timeout > 0 && p->slowlog) {
-        /* Opened before the pool's user is taken, like php-fpm's master. */
-        char path[4096];
+        /* Opened before the pool's user is taken, like php-fpm's master;
+         * the path is absolute (rf_conf resolved it under the prefix). */
         const char *s = p->slowlog;
-        if (s[0] != '/') {
-            snprintf(path, sizeof(path), "%s/%s", pm->conf->prefix ? pm->conf->prefix : "/var", s);
-            s = path;
-        }
         slow_fd = open(s, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
         if (slow_fd < 0)
             rf_log(RF_LOG_ERROR, "[pool %s] cannot open slowlog '%s': %s (%d)", p->name, s,
