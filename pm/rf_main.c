@@ -471,7 +471,9 @@ int main(int argc, char **argv)
     static char exe[4096];
     ssize_t exe_len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     exe[exe_len > 0 ? exe_len : 0] = '\0';
-    char **saved_argv = calloc((size_t)argc + 1, sizeof(*saved_argv));
+    /* static: it lives as long as the process (no leak on an early exit) */
+    static char **saved_argv;
+    saved_argv = calloc((size_t)argc + 1, sizeof(*saved_argv));
     if (saved_argv)
         memcpy(saved_argv, argv, (size_t)argc * sizeof(*argv));
     int handoff_fd = rf_take_handoff();
@@ -689,5 +691,6 @@ int main(int argc, char **argv)
     rf_conf_free(&conf);
     free(o.defines);
     free(saved_argv);
+    saved_argv = NULL;
     return rc;
 }

@@ -16,6 +16,7 @@
 extern char **environ;
 
 static char *rf_pt_area;  /* argv[0]'s original string */
+static char *rf_pt_env;   /* the environment's strings, moved here */
 static size_t rf_pt_size; /* bytes from rf_pt_area to the last NUL, inclusive */
 
 /* The end (its NUL) of the run of strings that starts at v[0] and
@@ -49,17 +50,25 @@ void rf_proctitle_init(int argc, char **argv)
     size_t nenv = 0;
     while (environ && environ[nenv])
         nenv++;
+    /* The environment's strings in one block the process keeps for good
+     * (rf_pt_env): unsetenv() drops entries from environ, not the block. */
+    size_t env_bytes = 0;
+    for (size_t i = 0; i < nenv; i++)
+        env_bytes += strlen(environ[i]) + 1;
     char **env = calloc(nenv + 1, sizeof(*env));
+    char *block = malloc(env_bytes ? env_bytes : 1);
     char **args = calloc((size_t)argc + 1, sizeof(*args));
     char *name = strdup(argv[0]);
-    int ok = env && args && name;
-    for (size_t i = 0; ok && i < nenv; i++)
-        ok = (env[i] = strdup(environ[i])) != NULL;
+    int ok = env && block && args && name;
+    for (size_t i = 0, off = 0; ok && i < nenv; i++) {
+        size_t n = strlen(environ[i]) + 1;
+        env[i] = memcpy(block + off, environ[i], n);
+        off += n;
+    }
     for (int i = 0; ok && i < argc && argv[i]; i++)
         ok = (args[i] = strdup(argv[i])) != NULL;
     if (!ok) {
-        for (size_t i = 0; env && i < nenv; i++)
-            free(env[i]);
+        free(block);
         for (int i = 0; args && i < argc; i++)
             free(args[i]);
         free(env);
@@ -70,10 +79,13 @@ void rf_proctitle_init(int argc, char **argv)
     for (int i = 0; i < argc && argv[i]; i++)
         argv[i] = args[i];
     free(args); /* the strings live on, owned by argv[] for good */
-    if (environ)
+    if (environ) {
         environ = env;
-    else
+        rf_pt_env = block;
+    } else {
         free(env);
+        free(block);
+    }
     program_invocation_name = name;
     char *slash = strrchr(name, '/');
     program_invocation_short_name = slash ? slash + 1 : name;
