@@ -305,7 +305,7 @@ static void rf_out_html(rf_status_out_t *o, const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t len = strlen(s), pos = 0;
-    uint32_t cp;
+    uint32_t cp = 0;
     while (pos < len)
         if (rf_utf8_next(u, len, &pos, &cp) < 0)
             return;
