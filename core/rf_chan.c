@@ -482,10 +482,17 @@ static int ring_put(rf_chan_ring_t *r, rf_chan_rec_t *h, const struct iovec *iov
     if (ring_need(r, rec) > (uint64_t)fr)
         return -EAGAIN;
     uint32_t off = r->pos & r->mask, to_end = r->size - off;
-    /* An empty ring starts over at its beginning once the cursor is past
-     * RF_CHAN_REWIND: request/response traffic then stays in the first
-     * pages, and a big ring costs resident memory only when used. */
-    int rewind = fr == r->size && off >= RF_CHAN_REWIND && rec <= off;
+    uint32_t used = r->size - (uint32_t)fr, cons_off = (r->pos - used) & r->mask;
+    /* Once the cursor is past RF_CHAN_REWIND, the writer starts over at the
+     * ring's beginning when the room the reader has freed there holds this
+     * record and as much again as is still unread ([cons_off, off)): an
+     * empty ring always, and a ring with records in flight (pipelined
+     * requests, a response drained while it is written) once the reader is
+     * far enough along. Traffic then stays in the first pages, and a big
+     * ring costs memory only when a large record or a stalled reader needs
+     * it. Asking for room for the unread bytes again keeps the ring from
+     * shrinking to a sliver at its head while a PAD holds the tail. */
+    int rewind = off >= RF_CHAN_REWIND && cons_off <= off && used + rec <= cons_off;
     if (rec > to_end || rewind) {
         rf_chan_rec_t pad = {.len = to_end - RF_CHAN_REC_ALIGN, .type = RF_CHAN_PAD};
         ring_store_hdr(r->base + off, &pad);

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -259,8 +260,8 @@ TEST(RfChan, WraparoundAtEveryOffset)
 }
 
 /* An empty ring past 16 KiB starts over at its beginning (a PAD fills the
- * tail), so request/response traffic stays in the first pages; a ring that
- * is not empty, or a cursor below 16 KiB, just goes on. */
+ * tail), so request/response traffic stays in the first pages; a cursor
+ * below 16 KiB just goes on. */
 TEST(RfChan, EmptyRingRewinds)
 {
     Pair p(65536, 65536);
@@ -284,10 +285,73 @@ TEST(RfChan, EmptyRingRewinds)
         rf_chan_exec_release(p.exec);
     }
     EXPECT_GE(seen_rewind, 2u);
-    /* Not empty: no rewind, the cursor goes on past 16 KiB. */
+    EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
+}
+
+/* Nothing read yet (no room at the ring's beginning): no rewind, the cursor
+ * goes on past 16 KiB. */
+TEST(RfChan, NoRewindWithoutRoomAtTheBeginning)
+{
+    Pair p(65536, 65536);
+    const std::string params = pattern(900, 1), body = pattern(100, 2);
     for (uint32_t i = 0; i < 20; i++)
         ASSERT_EQ(0, send_req(p.resp, i, i, params, body));
     EXPECT_GT(__atomic_load_n(p.lay.req_prod, __ATOMIC_ACQUIRE) & (65536 - 1), 16u << 10);
+    rf_chan_msg_t m;
+    for (uint32_t i = 0; i < 20; i++) {
+        ASSERT_EQ(1, rf_chan_exec_next(p.exec, &m));
+        ASSERT_EQ(i, m.slot);
+        ASSERT_EQ(params + body, data_of(m));
+    }
+    ASSERT_EQ(0, rf_chan_exec_next(p.exec, &m));
+    EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
+}
+
+/*
+ * Regression: with records always in flight (a pipelined request behind the
+ * running one, output drained while it is written) the ring was never
+ * empty, so it never rewound and the cursor walked the whole 2 MiB ring:
+ * every page of both rings ended up resident in the executor and the
+ * responder. Now the writer starts over once the reader has freed enough
+ * room at the beginning, and the cursor stays within 16 KiB plus a few
+ * times what is in flight. 64 KiB requests (the largest inline body) two at a time, and 8 KiB
+ * output records four at a time.
+ */
+TEST(RfChan, RecordsInFlightStayInTheFirstPages)
+{
+    const uint32_t ring = 2u << 20;
+    Pair p(ring, ring);
+    const std::string params = pattern(1000, 3), body = pattern(64u << 10, 4);
+    const std::string out = pattern(8192, 5);
+    const uint32_t req_rec = 32 + ((1000 + (64u << 10) + 31) & ~31u), out_rec = 32 + 8192;
+    uint32_t req_max = 0, resp_max = 0, next_req = 0, next_out = 0;
+    rf_chan_msg_t m;
+
+    ASSERT_EQ(0, send_req(p.resp, next_req, 0, params, body));
+    next_req++;
+    for (int i = 0; i < 3; i++, next_out++)
+        ASSERT_EQ(0, rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, next_out, 0, 0, 0, out.data(),
+                                      out.size(), 1));
+    for (uint32_t i = 0; i < 500; i++) {
+        ASSERT_EQ(0, send_req(p.resp, next_req, 0, params, body)); /* the one behind */
+        next_req++;
+        ASSERT_EQ(1, rf_chan_exec_next(p.exec, &m)); /* the running one */
+        ASSERT_EQ(i, m.slot);
+        ASSERT_EQ(params + body, data_of(m));
+        rf_chan_exec_release(p.exec);
+        ASSERT_EQ(0, rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, next_out, 0, 0, 0, out.data(),
+                                      out.size(), 1));
+        next_out++;
+        ASSERT_EQ(1, rf_chan_resp_next(p.resp, &m)); /* the oldest output record */
+        ASSERT_EQ(i, m.slot);
+        ASSERT_EQ(out, data_of(m));
+        ASSERT_EQ(0, rf_chan_resp_release(p.resp));
+        req_max = std::max(req_max, __atomic_load_n(p.lay.req_prod, __ATOMIC_ACQUIRE) & (ring - 1));
+        resp_max =
+            std::max(resp_max, __atomic_load_n(p.lay.resp_prod, __ATOMIC_ACQUIRE) & (ring - 1));
+    }
+    EXPECT_LE(req_max, (16u << 10) + 5 * req_rec);
+    EXPECT_LE(resp_max, (16u << 10) + 8 * out_rec);
     EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
 }
 
