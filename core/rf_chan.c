@@ -178,7 +178,11 @@ static int chan_new(int memfd, int efd, const rf_chan_opts_t *o, rf_chan_t **out
         free(ch);
         return e;
     }
-    void *p = mmap(g, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, memfd, 0);
+    /* Not MAP_POPULATE: that allocated every page of both rings (4 MiB
+     * with the default 2 MiB rings) at once, in the responder's RSS and in
+     * shared memory, while traffic keeps to the first pages (ring_put's
+     * rewind). A page is allocated the first time a record reaches it. */
+    void *p = mmap(g, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, memfd, 0);
     if (p == MAP_FAILED) {
         int e = -errno;
         munmap(g, len + RF_CHAN_GUARD);
