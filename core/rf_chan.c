@@ -53,6 +53,12 @@
 #define RF_CHAN_MIN_RING  4096u
 #define RF_CHAN_MAX_RING  (1u << 30)
 #define RF_CHAN_GUARD     4096u
+#define RF_CHAN_PAGE      4096u
+/* Response-ring pages beyond the first RF_CHAN_KEEP bytes that a large
+ * response touched are given back after the executor has waited this long
+ * for its next request (rf_chan_exec_wait). */
+#define RF_CHAN_KEEP    (64u << 10)
+#define RF_CHAN_TRIM_MS 1000
 
 enum { RF_CHAN_ROLE_NONE, RF_CHAN_ROLE_RESP, RF_CHAN_ROLE_EXEC };
 
@@ -102,6 +108,7 @@ typedef struct rf_chan_ring {
     uint32_t pos;  /* writer: next write position; reader: read cursor */
     uint32_t rel;  /* reader: position last released to the writer */
     uint32_t peek; /* reader: bytes of the record last peeked at pos, 0 = none */
+    uint32_t hwm;  /* writer: end of the furthest record written since the last trim */
 } rf_chan_ring_t;
 
 struct rf_chan {
@@ -500,6 +507,8 @@ static int ring_put(rf_chan_ring_t *r, rf_chan_rec_t *h, const struct iovec *iov
     if (rec > to_end || rewind) {
         rf_chan_rec_t pad = {.len = to_end - RF_CHAN_REC_ALIGN, .type = RF_CHAN_PAD};
         ring_store_hdr(r->base + off, &pad);
+        if (off + RF_CHAN_REC_ALIGN > r->hwm)
+            r->hwm = off + RF_CHAN_REC_ALIGN;
         r->pos += to_end;
         off = 0;
     }
@@ -510,6 +519,8 @@ static int ring_put(rf_chan_ring_t *r, rf_chan_rec_t *h, const struct iovec *iov
         p += iov[i].iov_len;
     }
     r->pos += rec;
+    if (off + rec > r->hwm)
+        r->hwm = off + rec;
     atomic_store_explicit(r->prod, r->pos, memory_order_release);
     return 0;
 }
@@ -834,9 +845,51 @@ static bool exec_req_ready(rf_chan_t *ch, uint32_t unused)
     return atomic_load_explicit(ch->req.prod, memory_order_seq_cst) != ch->req.pos;
 }
 
+/* Punches [from, to) of ring r (page-aligned) out of the memfd. */
+static long ring_punch(rf_chan_ring_t *r, uint32_t from, uint32_t to)
+{
+    if (to <= from || madvise(r->base + from, to - from, MADV_REMOVE) < 0)
+        return 0;
+    return (long)(to - from);
+}
+
+long rf_chan_exec_trim(rf_chan_t *ch)
+{
+    take_role(ch, RF_CHAN_ROLE_EXEC);
+    rf_chan_ring_t *r = &ch->resp;
+    if (r->hwm <= RF_CHAN_KEEP)
+        return 0;
+    if (ring_free(r) != r->size)
+        return -EAGAIN; /* the responder has not read everything yet */
+    /* The page at the cursor stays: the next record's rewind writes a PAD
+     * there (and that PAD makes the next trim take it). The reader never
+     * looks beyond the cursor, and a punched page reads back as zeros. */
+    uint32_t off = r->pos & r->mask, cur = off / RF_CHAN_PAGE * RF_CHAN_PAGE;
+    uint32_t end = (r->hwm + RF_CHAN_PAGE - 1) / RF_CHAN_PAGE * RF_CHAN_PAGE;
+    long freed;
+    if (cur >= RF_CHAN_KEEP && cur < end)
+        freed = ring_punch(r, RF_CHAN_KEEP, cur) + ring_punch(r, cur + RF_CHAN_PAGE, end);
+    else
+        freed = ring_punch(r, RF_CHAN_KEEP, end);
+    r->hwm = 0;
+    return freed;
+}
+
 int rf_chan_exec_wait(rf_chan_t *ch, int timeout_ms)
 {
     take_role(ch, RF_CHAN_ROLE_EXEC);
+    /* Idle after a large response: give its pages back once a while has
+     * passed without a request (a steady stream of large responses never
+     * waits that long, so it keeps its pages and faults none in). */
+    while (ch->resp.hwm > RF_CHAN_KEEP && (timeout_ms < 0 || timeout_ms > RF_CHAN_TRIM_MS)) {
+        int r = bell_wait(ch, &ch->shm->exec_bell, RF_CHAN_WAIT_DATA, exec_req_ready, 0,
+                          RF_CHAN_TRIM_MS);
+        if (r != 0)
+            return r;
+        if (timeout_ms > 0)
+            timeout_ms -= RF_CHAN_TRIM_MS;
+        (void)rf_chan_exec_trim(ch);
+    }
     return bell_wait(ch, &ch->shm->exec_bell, RF_CHAN_WAIT_DATA, exec_req_ready, 0, timeout_ms);
 }
 

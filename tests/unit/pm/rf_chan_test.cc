@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -352,6 +353,88 @@ TEST(RfChan, RecordsInFlightStayInTheFirstPages)
     }
     EXPECT_LE(req_max, (16u << 10) + 5 * req_rec);
     EXPECT_LE(resp_max, (16u << 10) + 8 * out_rec);
+    EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
+}
+
+/* Response-ring pages of the memfd that hold data (mincore on a shared
+ * memfd mapping reports the file's pages), from byte `from` on. */
+size_t resident_pages(const rf_chan_layout_t &lay, uint32_t from)
+{
+    std::vector<unsigned char> vec(lay.resp_size / 4096);
+    EXPECT_EQ(0, mincore(lay.resp_ring, lay.resp_size, vec.data()));
+    size_t n = 0;
+    for (size_t i = from / 4096; i < vec.size(); i++)
+        n += vec[i] & 1;
+    return n;
+}
+
+/* Writes len bytes of output in 8 KiB records and END. With drain, the
+ * responder reads (checking every byte) and releases whenever the ring is
+ * full, and at the end. */
+void big_response(Pair &p, size_t len, bool drain)
+{
+    const std::string chunk = pattern(8192, 9);
+    size_t got = 0;
+    auto read_all = [&] {
+        rf_chan_msg_t m;
+        while (rf_chan_resp_next(p.resp, &m) == 1)
+            if (m.type == RF_CHAN_STDOUT) {
+                ASSERT_EQ(chunk, data_of(m));
+                got += m.len;
+            }
+        ASSERT_EQ(0, rf_chan_resp_release(p.resp));
+    };
+    for (size_t done = 0; done <= len; done += chunk.size()) {
+        int r;
+        while ((r = done < len ? rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, 1, 1, 0, 0, chunk.data(),
+                                                  chunk.size(), 1)
+                               : rf_chan_exec_put(p.exec, RF_CHAN_END, 1, 1, 0, 0, nullptr, 0,
+                                                  1)) == -EAGAIN &&
+               drain)
+            read_all();
+        ASSERT_EQ(0, r);
+    }
+    if (!drain)
+        return;
+    read_all();
+    ASSERT_EQ(len, got);
+}
+
+/*
+ * An idle executor gives back the response-ring pages a large response
+ * touched (beyond the first 64 KiB, which normal traffic keeps using), in
+ * the responder's mapping too, but only once the responder has read
+ * everything; the ring works on afterwards (the page at the cursor, where
+ * the next rewind writes its PAD, stays until the trim after that).
+ */
+TEST(RfChan, IdleExecutorGivesBackLargeResponsePages)
+{
+    Pair p(65536, 2u << 20);
+    EXPECT_EQ(0, rf_chan_exec_trim(p.exec)); /* nothing written yet */
+    big_response(p, 1u << 20, false);
+    EXPECT_GE(resident_pages(p.lay, 64u << 10), (size_t)((1u << 20) - (64u << 10)) / 4096);
+    EXPECT_EQ(-EAGAIN, rf_chan_exec_trim(p.exec)); /* unread: nothing may go */
+    rf_chan_msg_t m;
+    while (rf_chan_resp_next(p.resp, &m) == 1) {
+    }
+    ASSERT_EQ(0, rf_chan_resp_release(p.resp));
+    long freed = rf_chan_exec_trim(p.exec);
+    EXPECT_GE(freed, (long)((1u << 20) - (64u << 10) - 4096));
+    EXPECT_LE(resident_pages(p.lay, 64u << 10), 1u); /* the cursor's page */
+    EXPECT_EQ(0, rf_chan_exec_trim(p.exec));
+
+    /* The ring goes on: a small response rewinds (its PAD in the kept
+     * page), reads back intact, and the next trim takes that page too. */
+    big_response(p, 8192, true);
+    EXPECT_GT(rf_chan_exec_trim(p.exec), 0);
+    EXPECT_EQ(0u, resident_pages(p.lay, 64u << 10));
+
+    /* rf_chan_exec_wait trims by itself after a second without a request. */
+    big_response(p, 512u << 10, true);
+    EXPECT_GT(resident_pages(p.lay, 64u << 10), 64u);
+    EXPECT_EQ(0, rf_chan_exec_wait(p.exec, 1200));
+    EXPECT_LE(resident_pages(p.lay, 64u << 10), 1u);
+    big_response(p, 1u << 20, true);
     EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
 }
 
