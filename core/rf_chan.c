@@ -109,6 +109,7 @@ typedef struct rf_chan_ring {
     uint32_t rel;  /* reader: position last released to the writer */
     uint32_t peek; /* reader: bytes of the record last peeked at pos, 0 = none */
     uint32_t hwm;  /* writer: end of the furthest record written since the last trim */
+    int eager;     /* writer: rewinds with records in flight too (ring_put) */
 } rf_chan_ring_t;
 
 struct rf_chan {
@@ -207,6 +208,7 @@ static int chan_new(int memfd, int efd, const rf_chan_opts_t *o, rf_chan_t **out
               &ch->shm->req_cons);
     ring_init(&ch->resp, ch->map + RF_CHAN_HDR_SIZE + o->req_ring_size, o->resp_ring_size,
               &ch->shm->resp_prod, &ch->shm->resp_cons);
+    ch->req.eager = 1;
     *out = ch;
     return 0;
 }
@@ -497,13 +499,18 @@ static int ring_put(rf_chan_ring_t *r, rf_chan_rec_t *h, const struct iovec *iov
     /* Once the cursor is past RF_CHAN_REWIND, the writer starts over at the
      * ring's beginning when the room the reader has freed there holds this
      * record and as much again as is still unread ([cons_off, off)): an
-     * empty ring always, and a ring with records in flight (pipelined
-     * requests, a response drained while it is written) once the reader is
-     * far enough along. Traffic then stays in the first pages, and a big
-     * ring costs memory only when a large record or a stalled reader needs
-     * it. Asking for room for the unread bytes again keeps the ring from
-     * shrinking to a sliver at its head while a PAD holds the tail. */
-    int rewind = off >= RF_CHAN_REWIND && cons_off <= off && used + rec <= cons_off;
+     * empty ring always, so traffic stays in the first pages and a big ring
+     * costs memory only when a large record or a stalled reader needs it.
+     * The request ring also while records are in flight: it always has a
+     * pipelined request behind the running one, so it is never empty and
+     * its cursor would walk the whole ring. Not the response ring: its
+     * reader empties it at each END, and a rewind with records in flight
+     * leaves the writer only the room at the head until the reader passes
+     * the PAD, so a long response would fill it and wait (two wakeups)
+     * more often. Asking for room for the unread bytes again keeps the
+     * request ring from shrinking to a sliver at its head. */
+    int rewind = off >= RF_CHAN_REWIND && cons_off <= off && used + rec <= cons_off &&
+                 (used == 0 || r->eager);
     if (rec > to_end || rewind) {
         rf_chan_rec_t pad = {.len = to_end - RF_CHAN_REC_ALIGN, .type = RF_CHAN_PAD};
         ring_store_hdr(r->base + off, &pad);

@@ -309,50 +309,64 @@ TEST(RfChan, NoRewindWithoutRoomAtTheBeginning)
 }
 
 /*
- * Regression: with records always in flight (a pipelined request behind the
- * running one, output drained while it is written) the ring was never
- * empty, so it never rewound and the cursor walked the whole 2 MiB ring:
- * every page of both rings ended up resident in the executor and the
- * responder. Now the writer starts over once the reader has freed enough
- * room at the beginning, and the cursor stays within 16 KiB plus a few
- * times what is in flight. 64 KiB requests (the largest inline body) two at a time, and 8 KiB
- * output records four at a time.
+ * Regression: with a pipelined request always behind the running one the
+ * request ring was never empty, so it never rewound and the cursor walked
+ * the whole 2 MiB ring: every page ended up resident in the executor and
+ * the responder. Now it starts over once the reader has freed enough room
+ * at the beginning, and the cursor stays within 16 KiB plus a few times
+ * what is in flight. 64 KiB requests (the largest inline body), two at a
+ * time.
  */
-TEST(RfChan, RecordsInFlightStayInTheFirstPages)
+TEST(RfChan, PipelinedRequestsStayInTheFirstPages)
 {
     const uint32_t ring = 2u << 20;
     Pair p(ring, ring);
     const std::string params = pattern(1000, 3), body = pattern(64u << 10, 4);
-    const std::string out = pattern(8192, 5);
-    const uint32_t req_rec = 32 + ((1000 + (64u << 10) + 31) & ~31u), out_rec = 32 + 8192;
-    uint32_t req_max = 0, resp_max = 0, next_req = 0, next_out = 0;
+    const uint32_t req_rec = 32 + ((1000 + (64u << 10) + 31) & ~31u);
+    uint32_t req_max = 0, rewinds = 0, last = 0;
     rf_chan_msg_t m;
 
-    ASSERT_EQ(0, send_req(p.resp, next_req, 0, params, body));
-    next_req++;
-    for (int i = 0; i < 3; i++, next_out++)
-        ASSERT_EQ(0, rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, next_out, 0, 0, 0, out.data(),
-                                      out.size(), 1));
+    ASSERT_EQ(0, send_req(p.resp, 0, 0, params, body));
     for (uint32_t i = 0; i < 500; i++) {
-        ASSERT_EQ(0, send_req(p.resp, next_req, 0, params, body)); /* the one behind */
-        next_req++;
-        ASSERT_EQ(1, rf_chan_exec_next(p.exec, &m)); /* the running one */
+        ASSERT_EQ(0, send_req(p.resp, i + 1, 0, params, body)); /* the one behind */
+        ASSERT_EQ(1, rf_chan_exec_next(p.exec, &m));            /* the running one */
         ASSERT_EQ(i, m.slot);
         ASSERT_EQ(params + body, data_of(m));
         rf_chan_exec_release(p.exec);
-        ASSERT_EQ(0, rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, next_out, 0, 0, 0, out.data(),
-                                      out.size(), 1));
-        next_out++;
-        ASSERT_EQ(1, rf_chan_resp_next(p.resp, &m)); /* the oldest output record */
-        ASSERT_EQ(i, m.slot);
-        ASSERT_EQ(out, data_of(m));
-        ASSERT_EQ(0, rf_chan_resp_release(p.resp));
-        req_max = std::max(req_max, __atomic_load_n(p.lay.req_prod, __ATOMIC_ACQUIRE) & (ring - 1));
-        resp_max =
-            std::max(resp_max, __atomic_load_n(p.lay.resp_prod, __ATOMIC_ACQUIRE) & (ring - 1));
+        uint32_t at = __atomic_load_n(p.lay.req_prod, __ATOMIC_ACQUIRE) & (ring - 1);
+        rewinds += at < last;
+        last = at;
+        req_max = std::max(req_max, at);
     }
     EXPECT_LE(req_max, (16u << 10) + 5 * req_rec);
-    EXPECT_LE(resp_max, (16u << 10) + 8 * out_rec);
+    EXPECT_GT(rewinds, 50u);
+    EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
+}
+
+/* The response ring rewinds only when empty: with output in flight a
+ * rewind would leave the executor only the room before the reader. */
+TEST(RfChan, ResponseRingRewindsOnlyWhenEmpty)
+{
+    Pair p(4096, 65536);
+    const std::string out = pattern(4000, 5);
+    rf_chan_msg_t m;
+    for (int i = 0; i < 6; i++) /* 24 KiB, past the rewind mark */
+        ASSERT_EQ(0,
+                  rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, 1, 1, 0, 0, out.data(), out.size(), 1));
+    for (int i = 0; i < 5; i++) /* 20 KiB freed at the head, 4 in flight */
+        ASSERT_EQ(1, rf_chan_resp_next(p.resp, &m));
+    ASSERT_EQ(0, rf_chan_resp_release(p.resp));
+    uint32_t before = __atomic_load_n(p.lay.resp_prod, __ATOMIC_ACQUIRE) & (65536 - 1);
+    ASSERT_EQ(0, rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, 1, 1, 0, 0, out.data(), out.size(), 1));
+    EXPECT_EQ(before + 32 + 4000, __atomic_load_n(p.lay.resp_prod, __ATOMIC_ACQUIRE) & (65536 - 1));
+    int n = 0;
+    while (rf_chan_resp_next(p.resp, &m) == 1)
+        n++;
+    EXPECT_EQ(2, n);
+    ASSERT_EQ(0, rf_chan_resp_release(p.resp));
+    /* Empty now: the next record starts over at offset 0. */
+    ASSERT_EQ(0, rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, 1, 1, 0, 0, out.data(), out.size(), 1));
+    EXPECT_EQ(32u + 4000, __atomic_load_n(p.lay.resp_prod, __ATOMIC_ACQUIRE) & (65536 - 1));
     EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
 }
 
