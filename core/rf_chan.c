@@ -15,6 +15,13 @@
  * 2^32 and must never exceed the ring size. A record is at most half the
  * ring, so a writer waiting for room always gets it once the reader drains.
  *
+ * Memory: the rings are sized for the largest record (2 MiB each way by
+ * default, for 1 MiB of params), but pages are only allocated when a record
+ * reaches them (no MAP_POPULATE), writers start over at offset 0 whenever
+ * they can (ring_put), and an idle executor gives back the response-ring
+ * pages a large response touched (rf_chan_exec_trim). A channel then costs
+ * the pages its normal traffic uses, tens of KiB.
+ *
  * Doorbell protocol (per doorbell word, 0 = awake, else the reason the
  * owner sleeps: 1 = waiting for records, 2 = waiting for room):
  *   sleeper: store reason (seq_cst); re-check its condition;
