@@ -15,6 +15,13 @@
  * 2^32 and must never exceed the ring size. A record is at most half the
  * ring, so a writer waiting for room always gets it once the reader drains.
  *
+ * Memory: the rings are sized for the largest record (2 MiB each way by
+ * default, for 1 MiB of params), but pages are only allocated when a record
+ * reaches them (no MAP_POPULATE), writers start over at offset 0 whenever
+ * they can (ring_put), and an idle executor gives back the response-ring
+ * pages a large response touched (rf_chan_exec_trim). A channel then costs
+ * the pages its normal traffic uses, tens of KiB.
+ *
  * Doorbell protocol (per doorbell word, 0 = awake, else the reason the
  * owner sleeps: 1 = waiting for records, 2 = waiting for room):
  *   sleeper: store reason (seq_cst); re-check its condition;
@@ -53,6 +60,12 @@
 #define RF_CHAN_MIN_RING  4096u
 #define RF_CHAN_MAX_RING  (1u << 30)
 #define RF_CHAN_GUARD     4096u
+#define RF_CHAN_PAGE      4096u
+/* Response-ring pages beyond the first RF_CHAN_KEEP bytes that a large
+ * response touched are given back after the executor has waited this long
+ * for its next request (rf_chan_exec_wait). */
+#define RF_CHAN_KEEP    (64u << 10)
+#define RF_CHAN_TRIM_MS 1000
 
 enum { RF_CHAN_ROLE_NONE, RF_CHAN_ROLE_RESP, RF_CHAN_ROLE_EXEC };
 
@@ -102,6 +115,8 @@ typedef struct rf_chan_ring {
     uint32_t pos;  /* writer: next write position; reader: read cursor */
     uint32_t rel;  /* reader: position last released to the writer */
     uint32_t peek; /* reader: bytes of the record last peeked at pos, 0 = none */
+    uint32_t hwm;  /* writer: end of the furthest record written since the last trim */
+    int eager;     /* writer: rewinds with records in flight too (ring_put) */
 } rf_chan_ring_t;
 
 struct rf_chan {
@@ -178,7 +193,11 @@ static int chan_new(int memfd, int efd, const rf_chan_opts_t *o, rf_chan_t **out
         free(ch);
         return e;
     }
-    void *p = mmap(g, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, memfd, 0);
+    /* Not MAP_POPULATE: that allocated every page of both rings (4 MiB
+     * with the default 2 MiB rings) at once, in the responder's RSS and in
+     * shared memory, while traffic keeps to the first pages (ring_put's
+     * rewind). A page is allocated the first time a record reaches it. */
+    void *p = mmap(g, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, memfd, 0);
     if (p == MAP_FAILED) {
         int e = -errno;
         munmap(g, len + RF_CHAN_GUARD);
@@ -196,6 +215,7 @@ static int chan_new(int memfd, int efd, const rf_chan_opts_t *o, rf_chan_t **out
               &ch->shm->req_cons);
     ring_init(&ch->resp, ch->map + RF_CHAN_HDR_SIZE + o->req_ring_size, o->resp_ring_size,
               &ch->shm->resp_prod, &ch->shm->resp_cons);
+    ch->req.eager = 1;
     *out = ch;
     return 0;
 }
@@ -482,13 +502,27 @@ static int ring_put(rf_chan_ring_t *r, rf_chan_rec_t *h, const struct iovec *iov
     if (ring_need(r, rec) > (uint64_t)fr)
         return -EAGAIN;
     uint32_t off = r->pos & r->mask, to_end = r->size - off;
-    /* An empty ring starts over at its beginning once the cursor is past
-     * RF_CHAN_REWIND: request/response traffic then stays in the first
-     * pages, and a big ring costs resident memory only when used. */
-    int rewind = fr == r->size && off >= RF_CHAN_REWIND && rec <= off;
+    uint32_t used = r->size - (uint32_t)fr, cons_off = (r->pos - used) & r->mask;
+    /* Once the cursor is past RF_CHAN_REWIND, the writer starts over at the
+     * ring's beginning when the room the reader has freed there holds this
+     * record and as much again as is still unread ([cons_off, off)): an
+     * empty ring always, so traffic stays in the first pages and a big ring
+     * costs memory only when a large record or a stalled reader needs it.
+     * The request ring also while records are in flight: it always has a
+     * pipelined request behind the running one, so it is never empty and
+     * its cursor would walk the whole ring. Not the response ring: its
+     * reader empties it at each END, and a rewind with records in flight
+     * leaves the writer only the room at the head until the reader passes
+     * the PAD, so a long response would fill it and wait (two wakeups)
+     * more often. Asking for room for the unread bytes again keeps the
+     * request ring from shrinking to a sliver at its head. */
+    int rewind = off >= RF_CHAN_REWIND && cons_off <= off && used + rec <= cons_off &&
+                 (used == 0 || r->eager);
     if (rec > to_end || rewind) {
         rf_chan_rec_t pad = {.len = to_end - RF_CHAN_REC_ALIGN, .type = RF_CHAN_PAD};
         ring_store_hdr(r->base + off, &pad);
+        if (off + RF_CHAN_REC_ALIGN > r->hwm)
+            r->hwm = off + RF_CHAN_REC_ALIGN;
         r->pos += to_end;
         off = 0;
     }
@@ -499,6 +533,8 @@ static int ring_put(rf_chan_ring_t *r, rf_chan_rec_t *h, const struct iovec *iov
         p += iov[i].iov_len;
     }
     r->pos += rec;
+    if (off + rec > r->hwm)
+        r->hwm = off + rec;
     atomic_store_explicit(r->prod, r->pos, memory_order_release);
     return 0;
 }
@@ -823,9 +859,51 @@ static bool exec_req_ready(rf_chan_t *ch, uint32_t unused)
     return atomic_load_explicit(ch->req.prod, memory_order_seq_cst) != ch->req.pos;
 }
 
+/* Punches [from, to) of ring r (page-aligned) out of the memfd. */
+static long ring_punch(rf_chan_ring_t *r, uint32_t from, uint32_t to)
+{
+    if (to <= from || madvise(r->base + from, to - from, MADV_REMOVE) < 0)
+        return 0;
+    return (long)(to - from);
+}
+
+long rf_chan_exec_trim(rf_chan_t *ch)
+{
+    take_role(ch, RF_CHAN_ROLE_EXEC);
+    rf_chan_ring_t *r = &ch->resp;
+    if (r->hwm <= RF_CHAN_KEEP)
+        return 0;
+    if (ring_free(r) != r->size)
+        return -EAGAIN; /* the responder has not read everything yet */
+    /* The page at the cursor stays: the next record's rewind writes a PAD
+     * there (and that PAD makes the next trim take it). The reader never
+     * looks beyond the cursor, and a punched page reads back as zeros. */
+    uint32_t off = r->pos & r->mask, cur = off / RF_CHAN_PAGE * RF_CHAN_PAGE;
+    uint32_t end = (r->hwm + RF_CHAN_PAGE - 1) / RF_CHAN_PAGE * RF_CHAN_PAGE;
+    long freed;
+    if (cur >= RF_CHAN_KEEP && cur < end)
+        freed = ring_punch(r, RF_CHAN_KEEP, cur) + ring_punch(r, cur + RF_CHAN_PAGE, end);
+    else
+        freed = ring_punch(r, RF_CHAN_KEEP, end);
+    r->hwm = 0;
+    return freed;
+}
+
 int rf_chan_exec_wait(rf_chan_t *ch, int timeout_ms)
 {
     take_role(ch, RF_CHAN_ROLE_EXEC);
+    /* Idle after a large response: give its pages back once a while has
+     * passed without a request (a steady stream of large responses never
+     * waits that long, so it keeps its pages and faults none in). */
+    while (ch->resp.hwm > RF_CHAN_KEEP && (timeout_ms < 0 || timeout_ms > RF_CHAN_TRIM_MS)) {
+        int r = bell_wait(ch, &ch->shm->exec_bell, RF_CHAN_WAIT_DATA, exec_req_ready, 0,
+                          RF_CHAN_TRIM_MS);
+        if (r != 0)
+            return r;
+        if (timeout_ms > 0)
+            timeout_ms -= RF_CHAN_TRIM_MS;
+        (void)rf_chan_exec_trim(ch);
+    }
     return bell_wait(ch, &ch->shm->exec_bell, RF_CHAN_WAIT_DATA, exec_req_ready, 0, timeout_ms);
 }
 

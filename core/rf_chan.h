@@ -267,9 +267,22 @@ int rf_chan_exec_release(rf_chan_t *ch);
 /*
  * Blocks until a request-ring record is readable: polls (opts.spin times),
  * then announces sleep and FUTEX_WAITs. No syscall when one is queued.
- * Returns 1, 0 on timeout (timeout_ms < 0: none), -EPROTO, -EINTR.
+ * After a response that went beyond the response ring's first 64 KiB, it
+ * calls rf_chan_exec_trim once it has waited 1 s (and every second until
+ * the responder has read everything), so an idle executor does not keep
+ * those pages. Returns 1, 0 on timeout (timeout_ms < 0: none), -EPROTO,
+ * -EINTR.
  */
 int rf_chan_exec_wait(rf_chan_t *ch, int timeout_ms);
+
+/*
+ * Gives back the response-ring pages beyond the first 64 KiB that were
+ * written since the last trim (MADV_REMOVE: the memfd's pages are freed, in
+ * the responder's mapping too), except the one at the write cursor. Only
+ * when the responder has read everything. Returns the bytes given back
+ * (0: nothing to do), -EAGAIN when unread records remain.
+ */
+long rf_chan_exec_trim(rf_chan_t *ch);
 
 /*
  * Writes one response record; waits (doorbell) while the ring is full

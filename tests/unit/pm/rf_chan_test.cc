@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -259,8 +261,8 @@ TEST(RfChan, WraparoundAtEveryOffset)
 }
 
 /* An empty ring past 16 KiB starts over at its beginning (a PAD fills the
- * tail), so request/response traffic stays in the first pages; a ring that
- * is not empty, or a cursor below 16 KiB, just goes on. */
+ * tail), so request/response traffic stays in the first pages; a cursor
+ * below 16 KiB just goes on. */
 TEST(RfChan, EmptyRingRewinds)
 {
     Pair p(65536, 65536);
@@ -284,10 +286,169 @@ TEST(RfChan, EmptyRingRewinds)
         rf_chan_exec_release(p.exec);
     }
     EXPECT_GE(seen_rewind, 2u);
-    /* Not empty: no rewind, the cursor goes on past 16 KiB. */
+    EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
+}
+
+/* Nothing read yet (no room at the ring's beginning): no rewind, the cursor
+ * goes on past 16 KiB. */
+TEST(RfChan, NoRewindWithoutRoomAtTheBeginning)
+{
+    Pair p(65536, 65536);
+    const std::string params = pattern(900, 1), body = pattern(100, 2);
     for (uint32_t i = 0; i < 20; i++)
         ASSERT_EQ(0, send_req(p.resp, i, i, params, body));
     EXPECT_GT(__atomic_load_n(p.lay.req_prod, __ATOMIC_ACQUIRE) & (65536 - 1), 16u << 10);
+    rf_chan_msg_t m;
+    for (uint32_t i = 0; i < 20; i++) {
+        ASSERT_EQ(1, rf_chan_exec_next(p.exec, &m));
+        ASSERT_EQ(i, m.slot);
+        ASSERT_EQ(params + body, data_of(m));
+    }
+    ASSERT_EQ(0, rf_chan_exec_next(p.exec, &m));
+    EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
+}
+
+/*
+ * Regression: with a pipelined request always behind the running one the
+ * request ring was never empty, so it never rewound and the cursor walked
+ * the whole 2 MiB ring: every page ended up resident in the executor and
+ * the responder. Now it starts over once the reader has freed enough room
+ * at the beginning, and the cursor stays within 16 KiB plus a few times
+ * what is in flight. 64 KiB requests (the largest inline body), two at a
+ * time.
+ */
+TEST(RfChan, PipelinedRequestsStayInTheFirstPages)
+{
+    const uint32_t ring = 2u << 20;
+    Pair p(ring, ring);
+    const std::string params = pattern(1000, 3), body = pattern(64u << 10, 4);
+    const uint32_t req_rec = 32 + ((1000 + (64u << 10) + 31) & ~31u);
+    uint32_t req_max = 0, rewinds = 0, last = 0;
+    rf_chan_msg_t m;
+
+    ASSERT_EQ(0, send_req(p.resp, 0, 0, params, body));
+    for (uint32_t i = 0; i < 500; i++) {
+        ASSERT_EQ(0, send_req(p.resp, i + 1, 0, params, body)); /* the one behind */
+        ASSERT_EQ(1, rf_chan_exec_next(p.exec, &m));            /* the running one */
+        ASSERT_EQ(i, m.slot);
+        ASSERT_EQ(params + body, data_of(m));
+        rf_chan_exec_release(p.exec);
+        uint32_t at = __atomic_load_n(p.lay.req_prod, __ATOMIC_ACQUIRE) & (ring - 1);
+        rewinds += at < last;
+        last = at;
+        req_max = std::max(req_max, at);
+    }
+    EXPECT_LE(req_max, (16u << 10) + 5 * req_rec);
+    EXPECT_GT(rewinds, 50u);
+    EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
+}
+
+/* The response ring rewinds only when empty: with output in flight a
+ * rewind would leave the executor only the room before the reader. */
+TEST(RfChan, ResponseRingRewindsOnlyWhenEmpty)
+{
+    Pair p(4096, 65536);
+    const std::string out = pattern(4000, 5);
+    rf_chan_msg_t m;
+    for (int i = 0; i < 6; i++) /* 24 KiB, past the rewind mark */
+        ASSERT_EQ(0,
+                  rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, 1, 1, 0, 0, out.data(), out.size(), 1));
+    for (int i = 0; i < 5; i++) /* 20 KiB freed at the head, 4 in flight */
+        ASSERT_EQ(1, rf_chan_resp_next(p.resp, &m));
+    ASSERT_EQ(0, rf_chan_resp_release(p.resp));
+    uint32_t before = __atomic_load_n(p.lay.resp_prod, __ATOMIC_ACQUIRE) & (65536 - 1);
+    ASSERT_EQ(0, rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, 1, 1, 0, 0, out.data(), out.size(), 1));
+    EXPECT_EQ(before + 32 + 4000, __atomic_load_n(p.lay.resp_prod, __ATOMIC_ACQUIRE) & (65536 - 1));
+    int n = 0;
+    while (rf_chan_resp_next(p.resp, &m) == 1)
+        n++;
+    EXPECT_EQ(2, n);
+    ASSERT_EQ(0, rf_chan_resp_release(p.resp));
+    /* Empty now: the next record starts over at offset 0. */
+    ASSERT_EQ(0, rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, 1, 1, 0, 0, out.data(), out.size(), 1));
+    EXPECT_EQ(32u + 4000, __atomic_load_n(p.lay.resp_prod, __ATOMIC_ACQUIRE) & (65536 - 1));
+    EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
+}
+
+/* Response-ring pages of the memfd that hold data (mincore on a shared
+ * memfd mapping reports the file's pages), from byte `from` on. */
+size_t resident_pages(const rf_chan_layout_t &lay, uint32_t from)
+{
+    std::vector<unsigned char> vec(lay.resp_size / 4096);
+    EXPECT_EQ(0, mincore(lay.resp_ring, lay.resp_size, vec.data()));
+    size_t n = 0;
+    for (size_t i = from / 4096; i < vec.size(); i++)
+        n += vec[i] & 1;
+    return n;
+}
+
+/* Writes len bytes of output in 8 KiB records and END. With drain, the
+ * responder reads (checking every byte) and releases whenever the ring is
+ * full, and at the end. */
+void big_response(Pair &p, size_t len, bool drain)
+{
+    const std::string chunk = pattern(8192, 9);
+    size_t got = 0;
+    auto read_all = [&] {
+        rf_chan_msg_t m;
+        while (rf_chan_resp_next(p.resp, &m) == 1)
+            if (m.type == RF_CHAN_STDOUT) {
+                ASSERT_EQ(chunk, data_of(m));
+                got += m.len;
+            }
+        ASSERT_EQ(0, rf_chan_resp_release(p.resp));
+    };
+    for (size_t done = 0; done <= len; done += chunk.size()) {
+        int r;
+        while ((r = done < len ? rf_chan_exec_put(p.exec, RF_CHAN_STDOUT, 1, 1, 0, 0, chunk.data(),
+                                                  chunk.size(), 1)
+                               : rf_chan_exec_put(p.exec, RF_CHAN_END, 1, 1, 0, 0, nullptr, 0,
+                                                  1)) == -EAGAIN &&
+               drain)
+            read_all();
+        ASSERT_EQ(0, r);
+    }
+    if (!drain)
+        return;
+    read_all();
+    ASSERT_EQ(len, got);
+}
+
+/*
+ * An idle executor gives back the response-ring pages a large response
+ * touched (beyond the first 64 KiB, which normal traffic keeps using), in
+ * the responder's mapping too, but only once the responder has read
+ * everything; the ring works on afterwards (the page at the cursor, where
+ * the next rewind writes its PAD, stays until the trim after that).
+ */
+TEST(RfChan, IdleExecutorGivesBackLargeResponsePages)
+{
+    Pair p(65536, 2u << 20);
+    EXPECT_EQ(0, rf_chan_exec_trim(p.exec)); /* nothing written yet */
+    big_response(p, 1u << 20, false);
+    EXPECT_GE(resident_pages(p.lay, 64u << 10), (size_t)((1u << 20) - (64u << 10)) / 4096);
+    EXPECT_EQ(-EAGAIN, rf_chan_exec_trim(p.exec)); /* unread: nothing may go */
+    rf_chan_msg_t m;
+    while (rf_chan_resp_next(p.resp, &m) == 1) {
+    }
+    ASSERT_EQ(0, rf_chan_resp_release(p.resp));
+    long freed = rf_chan_exec_trim(p.exec);
+    EXPECT_GE(freed, (long)((1u << 20) - (64u << 10) - 4096));
+    EXPECT_LE(resident_pages(p.lay, 64u << 10), 1u); /* the cursor's page */
+    EXPECT_EQ(0, rf_chan_exec_trim(p.exec));
+
+    /* The ring goes on: a small response rewinds (its PAD in the kept
+     * page), reads back intact, and the next trim takes that page too. */
+    big_response(p, 8192, true);
+    EXPECT_GT(rf_chan_exec_trim(p.exec), 0);
+    EXPECT_EQ(0u, resident_pages(p.lay, 64u << 10));
+
+    /* rf_chan_exec_wait trims by itself after a second without a request. */
+    big_response(p, 512u << 10, true);
+    EXPECT_GT(resident_pages(p.lay, 64u << 10), 64u);
+    EXPECT_EQ(0, rf_chan_exec_wait(p.exec, 1200));
+    EXPECT_LE(resident_pages(p.lay, 64u << 10), 1u);
+    big_response(p, 1u << 20, true);
     EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
 }
 
