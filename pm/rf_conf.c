@@ -158,7 +158,7 @@ static const rf_directive_t rf_directives[] = {
     P("decorate_workers_output", RF_T_BOOL, decorate_workers_output),
     P("clear_env", RF_T_BOOL, clear_env),
     P("security.limit_extensions", RF_T_STR, security_limit_extensions),
-    PI("apparmor_hat"),
+    P("apparmor_hat", RF_T_STR, apparmor_hat),
     /* pools, ringfpm */
     P("request.max_params_bytes", RF_T_SIZE, max_params_bytes),
     P("request.max_params", RF_T_INT, max_params),
@@ -1199,6 +1199,7 @@ static void rf_pool_free(rf_conf_pool_t *p)
                      &p->listen_allowed_clients,
                      &p->pm_status_path,
                      &p->pm_status_listen,
+                     &p->apparmor_hat,
                      &p->ping_path,
                      &p->ping_response,
                      &p->access_log,

@@ -83,6 +83,7 @@ typedef struct rf_conf_pool {
     long pm_max_requests;
     char *pm_status_path;
     char *pm_status_listen; /* pm.status_listen: status and ping only, NULL = none */
+    char *apparmor_hat;     /* the AppArmor hat executors change into, NULL = none */
     char *ping_path;
     char *ping_response;
     char *access_log;

@@ -8,6 +8,7 @@
 #include "rf_exec_setup.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sched.h>
@@ -286,6 +287,58 @@ static int rf_exec_pin(const rf_conf_pool_t *p, unsigned index, char *err, size_
     return rc;
 }
 
+/*
+ * apparmor_hat: move into the hat <current profile>//<hat>, as php-fpm's
+ * aa_getcon + aa_change_profile, spoken directly to the kernel (no
+ * libapparmor): read the confinement from the task's attr file, write
+ * "changeprofile <label>" to it. Either failing ends the executor with
+ * php-fpm's message (php-fpm's children die without saying why when
+ * AppArmor is off).
+ */
+static int rf_exec_apparmor(const rf_conf_pool_t *p, char *err, size_t errlen)
+{
+    static const char *const attrs[] = {"/proc/thread-self/attr/apparmor/current",
+                                        "/proc/thread-self/attr/current"};
+    char con[512];
+    const char *attr = NULL;
+    int e = ENOENT;
+    for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]) && attr == NULL; i++) {
+        int fd = open(attrs[i], O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, con, sizeof(con) - 1) : -1;
+        e = n < 0 ? errno : e;
+        if (fd >= 0)
+            close(fd);
+        if (n > 0) {
+            con[n] = '\0';
+            attr = attrs[i];
+        }
+    }
+    if (attr == NULL)
+        return rf_exec_fail(err, errlen, e,
+                            "[pool %s] failed to query apparmor confinement. Please check if "
+                            "\"/proc/*/attr/current\" is read and writeable.",
+                            p->name);
+    /* "label (mode)\n" or "unconfined\n": the label alone */
+    con[strcspn(con, "\n")] = '\0';
+    char *mode = strstr(con, " (");
+    if (mode)
+        *mode = '\0';
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "changeprofile %s//%s", con, p->apparmor_hat);
+    int fd = open(attr, O_WRONLY | O_CLOEXEC);
+    ssize_t w = fd >= 0 ? write(fd, cmd, strlen(cmd)) : -1;
+    e = w < 0 ? errno : 0;
+    if (fd >= 0)
+        close(fd);
+    if (w < 0)
+        return rf_exec_fail(err, errlen, e,
+                            "[pool %s] failed to change to new confinement (%s//%s). Please check "
+                            "if \"/proc/*/attr/current\" is read and writeable and "
+                            "\"change_profile -> %s//*\" is allowed.",
+                            p->name, con, p->apparmor_hat, con);
+    return 0;
+}
+
 int rf_exec_setup(const rf_conf_t *g, const rf_conf_pool_t *p, unsigned exec_index, char *err,
                   size_t errlen)
 {
@@ -301,6 +354,8 @@ int rf_exec_setup(const rf_conf_t *g, const rf_conf_pool_t *p, unsigned exec_ind
         rf_exec_rlimits(p);
         rc = rf_exec_unix(p, &id, err, errlen);
     }
+    if (rc == 0 && p->apparmor_hat && *p->apparmor_hat)
+        rc = rf_exec_apparmor(p, err, errlen); /* last of php-fpm's fpm_unix_init_child */
     if (rc == 0)
         rc = rf_exec_env_apply(p, err, errlen);
     if (rc == 0)

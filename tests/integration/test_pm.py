@@ -226,6 +226,21 @@ class StatusListenTest(PmCase):
         self.assertGreater(self.status()["accepted conn"], before + 1)
 
 
+class AppArmorTest(PmCase):
+    def test_a_hat_that_cannot_be_entered_is_said(self):
+        # AppArmor off (this machine): the query fails; on: the change to
+        # the hat "a" that no profile has fails. Either way the executor
+        # says why before it ends (php-fpm's children end silently).
+        self.start({"pm": "static", "pm.max_children": "1", "apparmor_hat": "a"})
+        line = self.server.wait_log(
+            r"ERROR: \[pool www\] failed to (query apparmor confinement\. Please check if "
+            r"\"/proc/\*/attr/current\" is read and writeable\.|change to new confinement "
+            r"\(\S+//a\))", timeout=3)
+        self.assertIsNotNone(line, self.server.diagnostics())
+        self.assertNotIn("not implemented", self.server.log())
+        self.assertTrue(self.server.alive())
+
+
 class StaticTest(PmCase):
     def test_max_children_executors_and_a_killed_one_is_replaced(self):
         self.start({"pm": "static", "pm.max_children": "3"})
