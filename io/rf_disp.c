@@ -31,6 +31,7 @@
  * the counters of other threads with relaxed loads.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,12 +96,13 @@ struct rf_exec {
     rf_chan_t *ch;
     int efd, pidfd, body_sock;
     /* Reused memfds for bodies between RF_DISP_INLINE and RF_DISP_MFD_KEEP,
-     * one per request the channel can hold (-1 until first needed): a fresh
-     * memfd per request allocated and freed every page of the body each
-     * time. A memfd is only rewritten once the request that used it has
-     * ended, so the executor never sees a body change under it. */
+     * one per request the channel can hold (-1 until first needed), each
+     * mapped here: a fresh memfd per request allocated and freed every page
+     * of the body each time, and write() looked every page up again. A
+     * memfd is only rewritten once the request that used it has ended, so
+     * the executor never sees a body change under it. */
     int mfd[RF_DISP_DEPTH];
-    uint64_t mfd_len[RF_DISP_DEPTH];
+    uint8_t *mfd_map[RF_DISP_DEPTH];
     rf_dreq_t *q[RF_DISP_DEPTH]; /* in flight, oldest (running) first */
     uint32_t nq;
     uint32_t seq;      /* generation of the last request sent */
@@ -308,12 +310,35 @@ static int rf_disp_write_chunks(int fd, const rf_chunk_t *ch)
     return 0;
 }
 
-/* Body too large to go inline: an fd the executor reads from offset 0. The
- * spill file when there is one; else one of the executor's memfds not used
- * by its other request in flight, sized to the body (ftruncate keeps the
- * pages it had, so a steady stream of large bodies faults in nothing); a
- * body above RF_DISP_MFD_KEEP gets a memfd of its own (*owned), so an
- * executor does not hold on to more than that per slot. */
+/* Executor x's memfd slot i: RF_DISP_MFD_KEEP bytes, sealed against
+ * shrinking (the executor holds it too: a file cut short under our mapping
+ * would be a SIGBUS here) and mapped for writing. Returns 0 or -errno. */
+static int rf_disp_mfd_open(rf_exec_t *x, int i)
+{
+    int fd = memfd_create("ringfpm-body", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -errno;
+    void *p = MAP_FAILED;
+    if (ftruncate(fd, RF_DISP_MFD_KEEP) == 0 &&
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+        p = mmap(NULL, RF_DISP_MFD_KEEP, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    x->mfd[i] = fd;
+    x->mfd_map[i] = p;
+    return 0;
+}
+
+/* Body too large to go inline: an fd the executor reads from offset 0 (it
+ * reads the body's length, whatever the file's size). The spill file when
+ * there is one; else one of the executor's mapped memfds that its other
+ * request in flight does not use, the body copied in (its pages stay from
+ * one request to the next: nothing to fault in or free); a body above
+ * RF_DISP_MFD_KEEP, or one whose memfd could not be set up, gets a memfd
+ * of its own (*owned). */
 static int rf_disp_body_fd(rf_exec_t *x, rf_dreq_t *d, int *owned)
 {
     rf_req_t *r = d->r;
@@ -321,8 +346,8 @@ static int rf_disp_body_fd(rf_exec_t *x, rf_dreq_t *d, int *owned)
     d->mfd = -1;
     if (r->in.fd >= 0)
         return r->in.fd;
-    int fd, slot = -1, rc;
     if (r->in.len <= RF_DISP_MFD_KEEP) {
+        int slot = -1;
         for (int i = 0; i < RF_DISP_DEPTH && slot < 0; i++) {
             int used = 0;
             for (uint32_t k = 0; k < x->nq; k++)
@@ -332,33 +357,25 @@ static int rf_disp_body_fd(rf_exec_t *x, rf_dreq_t *d, int *owned)
                 slot = i;
         }
         RF_ASSERT(slot >= 0);
-    }
-    if (slot >= 0 && x->mfd[slot] >= 0) {
-        fd = x->mfd[slot];
-    } else {
-        fd = memfd_create("ringfpm-body", MFD_CLOEXEC);
-        if (fd < 0)
-            return -errno;
-        if (slot >= 0) {
-            x->mfd[slot] = fd;
-            x->mfd_len[slot] = 0;
+        if (x->mfd[slot] >= 0 || rf_disp_mfd_open(x, slot) == 0) {
+            uint8_t *o = x->mfd_map[slot];
+            for (const rf_chunk_t *ch = r->in.head; ch; ch = ch->next) {
+                memcpy(o, ch->data, ch->len);
+                o += ch->len;
+            }
+            d->mfd = (int8_t)slot;
+            return x->mfd[slot];
         }
     }
-    if (slot >= 0 && x->mfd_len[slot] != r->in.len) {
-        /* Shrinking frees the tail; growing only moves the end. */
-        if (ftruncate(fd, (off_t)r->in.len) < 0)
-            return -errno;
-        x->mfd_len[slot] = r->in.len;
-    }
-    if ((rc = rf_disp_write_chunks(fd, r->in.head)) < 0) {
-        if (slot < 0)
-            close(fd);
+    int fd = memfd_create("ringfpm-body", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = rf_disp_write_chunks(fd, r->in.head);
+    if (rc < 0) {
+        close(fd);
         return rc;
     }
-    if (slot < 0)
-        *owned = 1;
-    else
-        d->mfd = (int8_t)slot;
+    *owned = 1;
     return fd;
 }
 
@@ -661,8 +678,10 @@ static void rf_disp_exec_free(rf_thread_t *t, rf_exec_t *x)
     close(x->pidfd);
     close(x->body_sock);
     for (int i = 0; i < RF_DISP_DEPTH; i++)
-        if (x->mfd[i] >= 0)
+        if (x->mfd[i] >= 0) {
+            munmap(x->mfd_map[i], RF_DISP_MFD_KEEP);
             close(x->mfd[i]);
+        }
     d->xs[x->idx] = NULL;
     rf_free(x);
 }
