@@ -310,6 +310,26 @@ class BodyTest(PmCase):
                              "%d %s" % (len(body), hashlib.md5(body).hexdigest()), rid)
 
 
+    def test_executor_cannot_shrink_the_body_memfd(self):
+        # The responder copies bodies into a mapping of the memfd; a script
+        # that could truncate it would crash the responder (SIGBUS) on the
+        # next body. The seal refuses it.
+        self.start({"pm": "static", "pm.max_children": "1"})
+        self.wait_total(1)
+        body = random.Random(5).randbytes(200 << 10)
+        with self.server.connect(timeout=20) as conn:
+            for rid, script in ((1, "shrink_body.php"), (2, "md5.php"), (3, "md5.php")):
+                p = [kv for kv in params(script) if kv[0] != "REQUEST_METHOD"]
+                p += [("REQUEST_METHOD", "POST"), ("CONTENT_TYPE", "application/octet-stream"),
+                      ("CONTENT_LENGTH", str(len(body)))]
+                response = conn.request(p, body, request_id=rid, timeout=20)
+                self.assertOk(response, script)
+                want = ("found 1 shrunk 0" if script == "shrink_body.php" else
+                        "%d %s" % (len(body), hashlib.md5(body).hexdigest()))
+                self.assertEqual(response.body.decode(), want)
+        self.assertEqual(self.status()["executor failures"], 0)
+
+
 class DynamicTest(PmCase):
     def test_spawns_under_a_burst_and_retires_one_idle_a_second(self):
         self.start({"pm": "dynamic", "pm.max_children": "4", "pm.start_servers": "2",
