@@ -334,6 +334,13 @@ static int rf_proto_params(rf_proto_t *s, rf_req_t *r, const uint8_t *p, size_t 
     return 0;
 }
 
+static int rf_proto_spill_failed(rf_proto_t *s, rf_req_t *r)
+{
+    RF_STAT_INC(s->stats, limit_body);
+    return rf_proto_reject(s, r, "500 Internal Server Error",
+                           "could not spool the request body to a temp file");
+}
+
 static int rf_proto_stream(rf_proto_t *s, rf_req_t *r, rf_stream_t *st, const uint8_t *p, size_t n,
                            rf_ref_t *owner)
 {
@@ -361,11 +368,8 @@ static int rf_proto_stream(rf_proto_t *s, rf_req_t *r, rf_stream_t *st, const ui
     }
     int first = st->fd < 0;
     int rc = s->ops->spill(s->ctx, r, st, p, n);
-    if (rc < 0) {
-        RF_STAT_INC(s->stats, limit_body);
-        return rf_proto_reject(s, r, "500 Internal Server Error",
-                               "could not spool the request body to a temp file");
-    }
+    if (rc < 0)
+        return rf_proto_spill_failed(s, r);
     RF_ASSERT(st->fd >= 0);
     if (first) {
         RF_STAT_INC(s->stats, spilled);
@@ -571,6 +575,10 @@ static int rf_proto_event(rf_proto_t *s, const rf_fcgi_event_t *ev, rf_ref_t *ow
     }
     if (ev->content_len == 0) {
         st->done = 1;
+        /* The spill may hold bytes back to write in large aligned pieces:
+         * they must be in the file before anyone reads it. */
+        if (st->fd >= 0 && s->ops->spill(s->ctx, r, st, NULL, 0) < 0)
+            return rf_proto_spill_failed(s, r);
         if (r->role == RF_FCGI_FILTER && ev->type == RF_FCGI_STDIN) {
             r->state = RF_REQ_DATA;
             return 0;

@@ -68,6 +68,7 @@ typedef struct rf_stream {
     rf_chunk_t **tail;
     uint64_t len; /* bytes received in all */
     int fd;       /* spilled to this unlinked temp file when >= 0 */
+    void *spill;  /* the spill callback's own state, NULL until it sets it */
     uint8_t done; /* the empty end-of-stream record arrived */
 } rf_stream_t;
 
@@ -189,7 +190,9 @@ typedef struct rf_proto_ops {
     void (*req_free)(void *ctx, rf_req_t *r);
     /* Body bytes beyond the memory budget: append them to the stream's temp
      * file, creating it (and writing the in-memory chunks first) when
-     * s->fd < 0. Returns 0 or -errno. */
+     * s->fd < 0. Called once more with n == 0 when the stream ends, so
+     * that bytes it buffered reach the file before the request is
+     * dispatched. Returns 0 or -errno. */
     int (*spill)(void *ctx, rf_req_t *r, rf_stream_t *s, const uint8_t *p, size_t n);
     /* Queue bytes (management replies, END_REQUEST, error responses) for
      * sending; they are copied. Returns 0 or -ENOMEM. */

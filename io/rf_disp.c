@@ -31,6 +31,7 @@
  * the counters of other threads with relaxed loads.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,6 +52,7 @@
 #define RF_DISP_TICK_NS   (100u * 1000 * 1000)
 #define RF_DISP_OUT_LIMIT (1u << 20)  /* client output buffered before we stop reading */
 #define RF_DISP_INLINE    (64u << 10) /* larger bodies go to the executor as an fd */
+#define RF_DISP_MFD_KEEP  (1u << 20)  /* bodies up to this reuse the executor's memfds */
 /* Requests in flight per executor: the running one plus one waiting in its
  * ring, so an executor that finishes finds the next request without a
  * doorbell. The second is only queued behind a request that started less
@@ -81,6 +83,7 @@ typedef struct rf_dreq {
     uint8_t slow; /* counted as a slow request */
     uint8_t out;  /* STDOUT bytes went to the client */
     uint8_t abort_sent;
+    int8_t mfd; /* index of the executor's memfd holding the body, or -1 */
 } rf_dreq_t;
 
 struct rf_exec {
@@ -92,6 +95,14 @@ struct rf_exec {
     int state;
     rf_chan_t *ch;
     int efd, pidfd, body_sock;
+    /* Reused memfds for bodies between RF_DISP_INLINE and RF_DISP_MFD_KEEP,
+     * one per request the channel can hold (-1 until first needed), each
+     * mapped here: a fresh memfd per request allocated and freed every page
+     * of the body each time, and write() looked every page up again. A
+     * memfd is only rewritten once the request that used it has ended, so
+     * the executor never sees a body change under it. */
+    int mfd[RF_DISP_DEPTH];
+    uint8_t *mfd_map[RF_DISP_DEPTH];
     rf_dreq_t *q[RF_DISP_DEPTH]; /* in flight, oldest (running) first */
     uint32_t nq;
     uint32_t seq;      /* generation of the last request sent */
@@ -256,30 +267,113 @@ static void rf_disp_ctl_send(rf_thread_t *t, uint32_t type, int pool, const rf_e
                strerror(-rc));
 }
 
-/* Body too large to go inline: an fd the executor reads from offset 0. */
-static int rf_disp_body_fd(rf_req_t *r, int *owned)
+/* Write the stream's memory chunks to fd from offset 0, a batch of chunks
+ * per pwritev. Returns 0 or -errno. */
+static int rf_disp_write_chunks(int fd, const rf_chunk_t *ch)
 {
+    struct iovec iov[64];
+    uint64_t off = 0;
+    while (ch != NULL) {
+        int n = 0;
+        for (const rf_chunk_t *c = ch; c != NULL && n < (int)RF_ARRAY_SIZE(iov); c = c->next) {
+            iov[n].iov_base = (void *)c->data;
+            iov[n++].iov_len = c->len;
+        }
+        ssize_t w = pwritev(fd, iov, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        off += (uint64_t)w;
+        /* Skip what went out; a short write resumes inside a chunk. */
+        size_t done = (size_t)w;
+        while (ch != NULL && done >= ch->len) {
+            done -= ch->len;
+            ch = ch->next;
+        }
+        if (ch != NULL && done > 0) {
+            const uint8_t *p = ch->data + done;
+            size_t left = ch->len - done;
+            while (left > 0) {
+                w = pwrite(fd, p, left, (off_t)off);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    return w < 0 ? -errno : -EIO;
+                p += w;
+                left -= (size_t)w;
+                off += (uint64_t)w;
+            }
+            ch = ch->next;
+        }
+    }
+    return 0;
+}
+
+/* Executor x's memfd slot i: RF_DISP_MFD_KEEP bytes, sealed against
+ * shrinking (the executor holds it too: a file cut short under our mapping
+ * would be a SIGBUS here) and mapped for writing. Returns 0 or -errno. */
+static int rf_disp_mfd_open(rf_exec_t *x, int i)
+{
+    int fd = memfd_create("ringfpm-body", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -errno;
+    void *p = MAP_FAILED;
+    if (ftruncate(fd, RF_DISP_MFD_KEEP) == 0 &&
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+        p = mmap(NULL, RF_DISP_MFD_KEEP, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    x->mfd[i] = fd;
+    x->mfd_map[i] = p;
+    return 0;
+}
+
+/* Body too large to go inline: an fd the executor reads from offset 0 (it
+ * reads the body's length, whatever the file's size). The spill file when
+ * there is one; else one of the executor's mapped memfds that its other
+ * request in flight does not use, the body copied in (its pages stay from
+ * one request to the next: nothing to fault in or free); a body above
+ * RF_DISP_MFD_KEEP, or one whose memfd could not be set up, gets a memfd
+ * of its own (*owned). */
+static int rf_disp_body_fd(rf_exec_t *x, rf_dreq_t *d, int *owned)
+{
+    rf_req_t *r = d->r;
     *owned = 0;
+    d->mfd = -1;
     if (r->in.fd >= 0)
         return r->in.fd;
+    if (r->in.len <= RF_DISP_MFD_KEEP) {
+        int slot = -1;
+        for (int i = 0; i < RF_DISP_DEPTH && slot < 0; i++) {
+            int used = 0;
+            for (uint32_t k = 0; k < x->nq; k++)
+                if (x->q[k] != d && x->q[k]->mfd == i)
+                    used = 1;
+            if (!used)
+                slot = i;
+        }
+        RF_ASSERT(slot >= 0);
+        if (x->mfd[slot] >= 0 || rf_disp_mfd_open(x, slot) == 0) {
+            uint8_t *o = x->mfd_map[slot];
+            for (const rf_chunk_t *ch = r->in.head; ch; ch = ch->next) {
+                memcpy(o, ch->data, ch->len);
+                o += ch->len;
+            }
+            d->mfd = (int8_t)slot;
+            return x->mfd[slot];
+        }
+    }
     int fd = memfd_create("ringfpm-body", MFD_CLOEXEC);
     if (fd < 0)
         return -errno;
-    for (rf_chunk_t *ch = r->in.head; ch; ch = ch->next) {
-        const uint8_t *p = ch->data;
-        size_t n = ch->len;
-        while (n > 0) {
-            ssize_t w = write(fd, p, n);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                int e = w < 0 ? errno : EIO;
-                close(fd);
-                return -e;
-            }
-            p += w;
-            n -= (size_t)w;
-        }
+    int rc = rf_disp_write_chunks(fd, r->in.head);
+    if (rc < 0) {
+        close(fd);
+        return rc;
     }
     *owned = 1;
     return fd;
@@ -373,8 +467,9 @@ static int rf_disp_send(rf_thread_t *t, rf_exec_t *x, rf_dreq_t *d, int *sent)
     req.t_queued_ns = rt_ns - age;
     int owned = 0, fd = -1;
     uint32_t *bell;
+    d->mfd = -1;
     if (!inline_body) {
-        fd = rf_disp_body_fd(r, &owned);
+        fd = rf_disp_body_fd(x, d, &owned);
         if (fd < 0)
             return fd;
     }
@@ -582,6 +677,11 @@ static void rf_disp_exec_free(rf_thread_t *t, rf_exec_t *x)
     rf_chan_destroy(x->ch);
     close(x->pidfd);
     close(x->body_sock);
+    for (int i = 0; i < RF_DISP_DEPTH; i++)
+        if (x->mfd[i] >= 0) {
+            munmap(x->mfd_map[i], RF_DISP_MFD_KEEP);
+            close(x->mfd[i]);
+        }
     d->xs[x->idx] = NULL;
     rf_free(x);
 }
@@ -684,6 +784,8 @@ static void rf_disp_exec_up(rf_thread_t *t, const rf_ctl_msg_t *m, int *fds, int
     rf_chan_resp_defer_wakes(x->ch, t->futex_wake_ok);
     x->pidfd = fds[2];
     x->body_sock = fds[3];
+    for (int i = 0; i < RF_DISP_DEPTH; i++)
+        x->mfd[i] = -1;
     rf_link_init(&x->link);
     dp->nexec++;
     t->be->watch(t, x->efd, (idx << 2) | RF_W_BELL, x->wgen);

@@ -36,8 +36,9 @@ typedef struct exec_req {
     size_t body_len, body_pos;
     int body_fd;
     uint64_t body_left;
-    uint64_t body_off; /* the fd is read with pread from 0: its file offset
-                          is shared with the responder's copy */
+    uint64_t body_off;     /* the fd is read with pread from 0: its file offset
+                              is shared with the responder's copy */
+    size_t ra_pos, ra_len; /* what of exec_body_ra is still to hand out */
     /* stdout buffer */
     char *obuf;
     size_t ocap, olen;
@@ -580,6 +581,28 @@ static int io_flush(void *ctx)
     return 0;
 }
 
+/* A body fd is read ahead in pieces of this size: PHP asks for 5 KiB at a
+ * time (multipart) or 16 KiB (php://input), and a pread per such piece
+ * costs more than the copy out of this buffer. One per process, allocated
+ * on first use. */
+#define EXEC_BODY_RA (256u << 10)
+static uint8_t *exec_body_ra;
+
+static ssize_t body_pread(exec_req_t *r, void *buf, size_t n)
+{
+    if (n > r->body_left)
+        n = (size_t)r->body_left;
+    ssize_t got;
+    do {
+        got = pread(r->body_fd, buf, n, (off_t)r->body_off);
+    } while (got < 0 && errno == EINTR);
+    if (got <= 0)
+        return got < 0 ? -1 : 0;
+    r->body_left -= (uint64_t)got;
+    r->body_off += (uint64_t)got;
+    return got;
+}
+
 static ssize_t io_read_body(void *ctx, char *buf, size_t n)
 {
     exec_req_t *r = ctx;
@@ -587,19 +610,24 @@ static ssize_t io_read_body(void *ctx, char *buf, size_t n)
     if (r->ended || r->err)
         return 0; /* the request record is released: no body any more */
     if (r->body_fd >= 0) {
-        if (r->body_left == 0)
-            return 0;
-        if (n > r->body_left)
-            n = (size_t)r->body_left;
-        ssize_t got;
-        do {
-            got = pread(r->body_fd, buf, n, (off_t)r->body_off);
-        } while (got < 0 && errno == EINTR);
-        if (got <= 0)
-            return got < 0 ? -1 : 0;
-        r->body_left -= (uint64_t)got;
-        r->body_off += (uint64_t)got;
-        return got;
+        if (r->ra_pos == r->ra_len) {
+            if (r->body_left == 0)
+                return 0;
+            if (exec_body_ra == NULL)
+                exec_body_ra = malloc(EXEC_BODY_RA);
+            if (n >= EXEC_BODY_RA || exec_body_ra == NULL)
+                return body_pread(r, buf, n);
+            ssize_t got = body_pread(r, exec_body_ra, EXEC_BODY_RA);
+            if (got <= 0)
+                return got;
+            r->ra_pos = 0;
+            r->ra_len = (size_t)got;
+        }
+        if (n > r->ra_len - r->ra_pos)
+            n = r->ra_len - r->ra_pos;
+        memcpy(buf, exec_body_ra + r->ra_pos, n);
+        r->ra_pos += n;
+        return (ssize_t)n;
     }
     size_t left = r->body_len - r->body_pos;
     if (n > left)

@@ -326,6 +326,8 @@ static void sink_cleanup(void *p)
 
 static int sink_write(struct sink *k, const uint8_t *p, size_t n)
 {
+    if (n == 0)
+        return 0;
     if (n > SINK_SIZE - k->len)
         return -ENOSPC;
     memcpy(k->buf + k->len, p, n);
@@ -337,7 +339,7 @@ static int op_spill(void *ctx, rf_req_t *r, rf_stream_t *st, const uint8_t *p, s
 {
     struct run *R = ctx;
     CHECK(r->magic == RF_REQ_MAGIC && (st == &r->in || st == &r->data));
-    CHECK(n > 0);
+    CHECK(n > 0 || (st->fd >= 0 && st->done)); /* n == 0: the end-of-stream flush */
     if (st->fd < 0) {
         struct sink *k = NULL;
         for (int i = 0; i < SINK_SLOTS && !k; i++) {

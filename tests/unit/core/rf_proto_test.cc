@@ -444,6 +444,8 @@ class Conn
     std::list<Buf> bufs;           /* every owned input buffer, stable addresses */
     int nnew = 0, nfree = 0, ndone = 0, nspill = 0;
     int spill_error = 0;            /* spill returns this when non-zero */
+    int nspill_end = 0;             /* spill calls with n == 0 (end of stream) */
+    int spill_end_error = 0;        /* those return this when non-zero */
     bool fail_new = false;          /* req_new returns NULL */
     bool finish_in_ready = false;   /* the handler answers inside req_ready */
     std::vector<int> done_in_ready; /* req_done results of those */
@@ -527,6 +529,12 @@ class Conn
         c->nspill++;
         if (c->spill_error)
             return c->spill_error;
+        if (n == 0) {
+            EXPECT_GE(st->fd, 0) << "end-of-stream call for a stream that never spilled";
+            EXPECT_TRUE(st->done);
+            c->nspill_end++;
+            return c->spill_end_error;
+        }
         if (st->fd < 0) {
             int fd = memfd_create("rf_proto_test", MFD_CLOEXEC);
             if (fd < 0)
@@ -1308,6 +1316,7 @@ TEST(ProtoLimits, BodyBeyondBufferMemorySpills)
         EXPECT_EQ(c.ready[0], want);
         EXPECT_EQ(c.stats.spilled, 1u);
         EXPECT_GT(c.nspill, 1);
+        EXPECT_EQ(c.nspill_end, 1) << "the spill is told once that the stream ended";
         const rf_req_t *r = c.held.at(0);
         EXPECT_EQ(r->in.len, body.size());
         EXPECT_EQ(r->body_mem, 0u) << "spilled chunks are no longer counted";
@@ -1320,6 +1329,7 @@ TEST(ProtoLimits, BodyBeyondBufferMemorySpills)
     EXPECT_EQ(c.ready[0].in, body.substr(0, 64 << 10));
     EXPECT_EQ(c.stats.spilled, 0u);
     EXPECT_EQ(c.nspill, 0);
+    EXPECT_EQ(c.nspill_end, 0);
 }
 
 TEST(ProtoLimits, ZeroCopyBodyIsCapped)
@@ -1361,6 +1371,21 @@ TEST(ProtoLimits, SpillFailureIs500)
     EXPECT_EQ(reject_status(c.wire, 1), "Status: 500 Internal Server Error");
     EXPECT_EQ(c.freed, (std::vector<uint16_t>{1}));
     EXPECT_EQ(c.stats.spilled, 0u);
+}
+
+TEST(ProtoLimits, SpillFlushFailureAtEndOfStreamIs500)
+{
+    /* The spill may buffer; failing to write that out when the stream ends
+     * is a failure to spool, not a request dispatched with half a body. */
+    rf_proto_limits_t lim = default_limits();
+    lim.buffer_memory = 16;
+    Conn c(lim);
+    c.spill_end_error = -ENOSPC;
+    EXPECT_EQ(c.feed(nginx_request(1, nginx_params(), std::string(100, 'b'))), -E2BIG);
+    EXPECT_EQ(c.nspill_end, 1);
+    EXPECT_TRUE(c.ready.empty());
+    EXPECT_EQ(reject_status(c.wire, 1), "Status: 500 Internal Server Error");
+    EXPECT_EQ(c.freed, (std::vector<uint16_t>{1}));
 }
 
 /* ---- connection lifetime ----------------------------------------------------------- */
