@@ -71,18 +71,19 @@ class NotImplementedWarningTest(unittest.TestCase):
             "pm.min_spare_servers": "1", "pm.max_spare_servers": "3",
             "access.format": '"%R %s"', "env[APP]": "x", "prefix": "/tmp",
             "access.log": "/tmp/ringfpm-access.log", "listen.allowed_clients": "127.0.0.1",
-            "apparmor_hat": "x", "process.priority": "0",
+            "request_terminate_timeout_track_finished": "yes", "process.priority": "0",
+            "pm.status_listen": "127.0.0.1:%d" % harness.free_tcp_port(),
         }})
         server.start()
         self.addCleanup(server.cleanup)
         match = server.wait_log(r"\[pool www\] not implemented by ringfpm yet[^\n]*")
         self.assertIsNotNone(match, server.log())
         line = match.group(0)
-        for name in ("apparmor_hat",):
+        for name in ("request_terminate_timeout_track_finished",):
             self.assertRegex(line, r"(: |, )%s(,|$)" % re.escape(name))
         # implemented: never named
         for name in ("pm", "pm.max_children", "env", "listen.allowed_clients", "access.log",
-                     "access.format", "prefix", "process.priority"):
+                     "access.format", "prefix", "process.priority", "pm.status_listen"):
             self.assertNotRegex(line, r"(: |, )%s(,|$)" % re.escape(name))
 
     def test_no_warning_when_nothing_is_pending(self):
