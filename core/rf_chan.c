@@ -553,7 +553,7 @@ static bool type_ok(int role, uint32_t type)
 {
     if (role == RF_CHAN_ROLE_RESP)
         return type == RF_CHAN_STDOUT || type == RF_CHAN_STDERR || type == RF_CHAN_FLUSH ||
-               type == RF_CHAN_END;
+               type == RF_CHAN_END || type == RF_CHAN_DONE;
     return type == RF_CHAN_REQUEST || type == RF_CHAN_ABORT;
 }
 
@@ -602,7 +602,11 @@ static int ring_peek(rf_chan_ring_t *r, int role, rf_chan_msg_t *m)
             if (h.flags)
                 return -EPROTO;
             break;
-        default: /* ABORT, FLUSH, END: no payload, no flags */
+        case RF_CHAN_END:
+            if ((h.flags & ~RF_CHAN_F_MORE) || h.len)
+                return -EPROTO;
+            break;
+        default: /* ABORT, FLUSH, DONE: no payload, no flags */
             if (h.flags || h.len)
                 return -EPROTO;
             break;
@@ -916,8 +920,17 @@ static bool exec_room(rf_chan_t *ch, uint32_t rec)
     return fr < 0 || ring_need(&ch->resp, rec) <= (uint64_t)fr;
 }
 
+static int exec_put_flags(rf_chan_t *ch, uint32_t type, uint32_t flags, uint32_t slot, uint32_t gen,
+                          uint32_t arg0, uint32_t arg1, const void *data, size_t len, int nonblock);
+
 int rf_chan_exec_put(rf_chan_t *ch, uint32_t type, uint32_t slot, uint32_t gen, uint32_t arg0,
                      uint32_t arg1, const void *data, size_t len, int nonblock)
+{
+    return exec_put_flags(ch, type, 0, slot, gen, arg0, arg1, data, len, nonblock);
+}
+
+static int exec_put_flags(rf_chan_t *ch, uint32_t type, uint32_t flags, uint32_t slot, uint32_t gen,
+                          uint32_t arg0, uint32_t arg1, const void *data, size_t len, int nonblock)
 {
     take_role(ch, RF_CHAN_ROLE_EXEC);
     if (type < RF_CHAN_STDOUT || type > RF_CHAN_TYPE_MAX)
@@ -928,6 +941,7 @@ int rf_chan_exec_put(rf_chan_t *ch, uint32_t type, uint32_t slot, uint32_t gen, 
         return -EINVAL;
     rf_chan_rec_t h = {.len = (uint32_t)len,
                        .type = (uint16_t)type,
+                       .flags = (uint16_t)flags,
                        .slot = slot,
                        .gen = gen,
                        .arg0 = arg0,
@@ -985,4 +999,14 @@ int rf_chan_exec_end(rf_chan_t *ch, uint32_t slot, uint32_t gen, uint32_t app_st
                      uint32_t proto_status)
 {
     return rf_chan_exec_put(ch, RF_CHAN_END, slot, gen, app_status, proto_status, NULL, 0, 0);
+}
+
+int rf_chan_exec_end_more(rf_chan_t *ch, uint32_t slot, uint32_t gen, uint32_t app_status)
+{
+    return exec_put_flags(ch, RF_CHAN_END, RF_CHAN_F_MORE, slot, gen, app_status, 0, NULL, 0, 0);
+}
+
+int rf_chan_exec_done(rf_chan_t *ch, uint32_t slot, uint32_t gen)
+{
+    return rf_chan_exec_put(ch, RF_CHAN_DONE, slot, gen, 0, 0, NULL, 0, 0);
 }

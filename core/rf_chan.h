@@ -61,7 +61,9 @@ enum rf_chan_type {
     RF_CHAN_STDERR = 4,  /* payload: error-stream bytes */
     RF_CHAN_FLUSH = 5,   /* send what is buffered for slot/gen now */
     RF_CHAN_END = 6,     /* arg0 = app status, arg1 = protocol status */
-    RF_CHAN_TYPE_MAX = 6
+    RF_CHAN_DONE = 7,    /* the script of slot/gen returned after an END flagged
+                          * RF_CHAN_F_MORE; no payload */
+    RF_CHAN_TYPE_MAX = 7
 };
 
 /* REQUEST flags. */
@@ -69,6 +71,10 @@ enum rf_chan_type {
     0x1u /* body too large: its fd follows over the caller's                                       \
           * socketpair (SCM_RIGHTS); arg1 = body length */
 #define RF_CHAN_F_KNOWN RF_CHAN_F_BODY_FD
+
+/* END flag: the request is over for the client but its script goes on
+ * (fastcgi_finish_request): a DONE record follows when it returns. */
+#define RF_CHAN_F_MORE 0x1u
 
 /*
  * One record as the reader sees it. Every field is a private copy made
@@ -302,6 +308,11 @@ int rf_chan_exec_write(rf_chan_t *ch, uint32_t type, uint32_t slot, uint32_t gen
 /* END of slot/gen with its statuses (waits for room). */
 int rf_chan_exec_end(rf_chan_t *ch, uint32_t slot, uint32_t gen, uint32_t app_status,
                      uint32_t proto_status);
+
+/* END flagged RF_CHAN_F_MORE (fastcgi_finish_request), and later the DONE
+ * that says the script of slot/gen returned. */
+int rf_chan_exec_end_more(rf_chan_t *ch, uint32_t slot, uint32_t gen, uint32_t app_status);
+int rf_chan_exec_done(rf_chan_t *ch, uint32_t slot, uint32_t gen);
 
 #ifdef __cplusplus
 }

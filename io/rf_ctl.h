@@ -59,7 +59,7 @@ enum rf_ctl_type {
 };
 
 /* Bumped whenever rf_ctl_msg_t or the meaning of a message changes. */
-#define RF_CTL_PROTO 2
+#define RF_CTL_PROTO 3
 
 /* POOL_SET: indexes into rf_ctl_msg_t.set */
 enum rf_ctl_set {
@@ -74,6 +74,7 @@ enum rf_ctl_set {
     RF_SET_TERMINATE_MS,
     RF_SET_SLOWLOG_MS,
     RF_SET_OVERLOAD_FCGI,
+    RF_SET_TRACK_FINISHED,
     RF_SET_COUNT
 };
 

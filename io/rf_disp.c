@@ -113,7 +113,12 @@ struct rf_exec {
     uint8_t exited;    /* the pidfd fired */
     uint8_t killed;    /* we sent SIGKILL (terminate timeout, broken channel) */
     uint8_t old;       /* of a generation a reload replaced: retire when done */
-    rf_link_t link;    /* in the pool's idle list */
+    /* After fastcgi_finish_request (END flagged RF_CHAN_F_MORE): the client
+     * has its response but the script of request finish_gen still runs;
+     * busy, and given no request, until its DONE. */
+    uint8_t finishing;
+    uint32_t finish_gen;
+    rf_link_t link; /* in the pool's idle list */
 };
 
 typedef struct rf_dpool {
@@ -581,18 +586,40 @@ static void rf_disp_pipe_fill(rf_thread_t *t, rf_exec_t *x)
 
 /* The executor's running request is over (END seen): the next in its ring
  * runs now, or it is free for the queue. */
+static void rf_disp_exec_free_up(rf_thread_t *t, rf_exec_t *x);
+
 static void rf_disp_exec_done(rf_thread_t *t, rf_exec_t *x)
 {
-    rf_disp_t *d = rf_disp_of(t);
     for (uint32_t i = 1; i < x->nq; i++)
         x->q[i - 1] = x->q[i];
     x->nq--;
     x->requests++;
-    x->since_ns = t->now_ns;
+    if (!x->finishing) /* else: request_terminate_timeout_track_finished counts on */
+        x->since_ns = t->now_ns;
     if (x->nq) {
         rf_disp_pipe_fill(t, x);
         return;
     }
+    if (x->finishing) {
+        rf_disp_pool_stat_gauges(t, x->pool); /* busy until its DONE */
+        return;
+    }
+    rf_disp_exec_free_up(t, x);
+}
+
+/* The script x ran after fastcgi_finish_request returned (DONE). */
+static void rf_disp_exec_returned(rf_thread_t *t, rf_exec_t *x)
+{
+    x->finishing = 0;
+    x->since_ns = t->now_ns;
+    if (x->nq == 0)
+        rf_disp_exec_free_up(t, x);
+}
+
+/* x has nothing left to run: idle for the queue, or retired. */
+static void rf_disp_exec_free_up(rf_thread_t *t, rf_exec_t *x)
+{
+    rf_disp_t *d = rf_disp_of(t);
     d->nbusy--;
     if (x->state == RF_X_BUSY && x->left == 0) {
         /* exiting on its own (pm.max_requests), or replaced by a reload */
@@ -617,16 +644,20 @@ static int rf_disp_pump(rf_thread_t *t, rf_exec_t *x, int force)
 {
     int rc = 0, got = 0;
     rf_chan_msg_t m;
-    while (x->nq) {
-        rf_dreq_t *dr = x->q[0];
-        rf_conn_t *c = dr->r->conn;
-        if (!force && !c->dead && c->out_bytes > RF_DISP_OUT_LIMIT)
+    while (x->nq || x->finishing) {
+        rf_dreq_t *dr = x->nq ? x->q[0] : NULL;
+        rf_conn_t *c = dr ? dr->r->conn : NULL;
+        if (c && !force && !c->dead && c->out_bytes > RF_DISP_OUT_LIMIT)
             break; /* the client is slow: let the executor wait on its full ring */
         rc = rf_chan_resp_next(x->ch, &m);
         if (rc <= 0)
             break;
         got++;
-        if (m.slot != 0 || m.gen != dr->gen) {
+        if (m.type == RF_CHAN_DONE && x->finishing && m.slot == 0 && m.gen == x->finish_gen) {
+            rf_disp_exec_returned(t, x);
+            continue;
+        }
+        if (dr == NULL || m.slot != 0 || m.gen != dr->gen) {
             rf_chan_resp_set_broken(x->ch);
             rc = -EPROTO;
             break;
@@ -643,6 +674,10 @@ static int rf_disp_pump(rf_thread_t *t, rf_exec_t *x, int force)
             break; /* everything written this turn is sent at its end */
         case RF_CHAN_END: {
             uint8_t ps = m.arg1 <= RF_FCGI_OVERLOADED ? (uint8_t)m.arg1 : RF_FCGI_REQUEST_COMPLETE;
+            if (m.flags & RF_CHAN_F_MORE) {
+                x->finishing = 1;
+                x->finish_gen = dr->gen;
+            }
             rf_resp_end(dr->r, m.arg0, ps);
             rf_disp_exec_done(t, x);
             break;
@@ -693,8 +728,12 @@ static void rf_disp_exec_exited(rf_thread_t *t, rf_exec_t *x)
     const rf_io_pool_t *pool = &t->io->conf->pools[x->pool];
     rf_dpool_t *dp = &d->pools[x->pool];
     x->exited = 1;
-    if (x->nq && !rf_chan_resp_broken(x->ch))
+    if ((x->nq || x->finishing) && !rf_chan_resp_broken(x->ch))
         rf_disp_pump(t, x, 1); /* it may have finished (written END) just before */
+    if (x->finishing && x->nq == 0) {
+        x->finishing = 0; /* died after fastcgi_finish_request: nobody waits */
+        d->nbusy--;
+    }
     /* A request waiting behind the running one never started: it goes back
      * to the head of the queue. */
     while (x->nq > 1) {
@@ -814,6 +853,7 @@ static void rf_disp_pool_set(rf_thread_t *t, int pool, const uint32_t *v)
     p->terminate_ms = v[RF_SET_TERMINATE_MS];
     p->slowlog_ms = v[RF_SET_SLOWLOG_MS];
     p->overload_fcgi = (int)v[RF_SET_OVERLOAD_FCGI];
+    p->track_finished = (int)v[RF_SET_TRACK_FINISHED];
 }
 
 /*
@@ -1170,10 +1210,10 @@ int rf_disp_idle(rf_thread_t *t)
     int ready = 0;
     for (uint32_t i = 0; i < d->nxs; i++) {
         rf_exec_t *x = d->xs[i];
-        if (x == NULL || x->nq == 0)
+        if (x == NULL || (x->nq == 0 && !x->finishing))
             continue;
-        rf_conn_t *c = x->q[0]->r->conn;
-        if (!c->dead && c->out_bytes > RF_DISP_OUT_LIMIT)
+        rf_conn_t *c = x->nq ? x->q[0]->r->conn : NULL;
+        if (c && !c->dead && c->out_bytes > RF_DISP_OUT_LIMIT)
             continue; /* waiting for the client, not for the executor */
         if (rf_chan_resp_arm(x->ch, NULL, NULL) != 0)
             ready = 1;
@@ -1203,7 +1243,7 @@ void rf_disp_run(rf_thread_t *t)
     if (d->nbusy) {
         for (uint32_t i = 0; i < d->nxs; i++) {
             rf_exec_t *x = d->xs[i];
-            if (x == NULL || x->nq == 0)
+            if (x == NULL || (x->nq == 0 && !x->finishing))
                 continue;
             rf_chan_resp_disarm(x->ch);
             rf_disp_pump(t, x, 0);
@@ -1246,9 +1286,23 @@ static void rf_disp_tick(rf_thread_t *t)
     /* request_terminate_timeout */
     for (uint32_t i = 0; i < d->nxs; i++) {
         rf_exec_t *x = d->xs[i];
-        if (x == NULL || x->nq == 0 || x->killed)
+        if (x == NULL || (x->nq == 0 && !x->finishing) || x->killed)
             continue;
         const rf_io_pool_t *pool = rf_disp_cfg(t, x->pool);
+        if (x->finishing) {
+            /* after fastcgi_finish_request: php-fpm's timeout only with
+             * request_terminate_timeout_track_finished */
+            if (!pool->track_finished || !pool->terminate_ms ||
+                t->now_ns - x->since_ns < (uint64_t)pool->terminate_ms * 1000000u)
+                continue;
+            rf_log(RF_LOG_WARNING,
+                   "[pool %s] child %d, script of a finished request (fastcgi_finish_request) "
+                   "execution timed out (%.6f sec), terminating",
+                   pool->name, x->pid, (double)(t->now_ns - x->since_ns) / 1e9);
+            RF_STAT_INC(&t->dstats[x->pool], terminated);
+            rf_disp_kill(t, x, "request_terminate_timeout_track_finished");
+            continue;
+        }
         if (pool->slowlog_ms && !x->q[0]->slow &&
             t->now_ns - x->since_ns >= (uint64_t)pool->slowlog_ms * 1000000u) {
             x->q[0]->slow = 1;

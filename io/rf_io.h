@@ -61,6 +61,7 @@ typedef struct rf_io_pool {
     uint32_t queue_max;       /* request.queue_max: 0 = refuse when none is free */
     uint32_t queue_timeout_ms; /* request.queue_timeout: 0 = wait forever */
     uint32_t terminate_ms;     /* request_terminate_timeout: 0 = none */
+    int track_finished;        /* request_terminate_timeout_track_finished */
     uint32_t slowlog_ms;       /* request_slowlog_timeout: counted as "slow requests" */
     int overload_fcgi;         /* refuse with FCGI_OVERLOADED instead of Status: 503 */
     uint32_t chan_ring_size;   /* rf_chan ring size both ways (0: rf_chan's default) */

@@ -84,6 +84,8 @@ typedef struct rf_conf_pool {
     char *pm_status_path;
     char *pm_status_listen; /* pm.status_listen: status and ping only, NULL = none */
     char *apparmor_hat;     /* the AppArmor hat executors change into, NULL = none */
+    int request_terminate_timeout_track_finished; /* the timeout also after fastcgi_finish_request
+                                                   */
     char *ping_path;
     char *ping_response;
     char *access_log;

@@ -412,6 +412,7 @@ static void rf_build_io(const rf_conf_t *conf, rf_io_conf_t *io, rf_io_pool_t *p
         q->terminate_ms = (uint32_t)(p->request_terminate_timeout * 1000);
         q->slowlog_ms = p->slowlog ? (uint32_t)(p->request_slowlog_timeout * 1000) : 0;
         q->overload_fcgi = p->overload_fcgi;
+        q->track_finished = p->request_terminate_timeout_track_finished;
         /* The request ring holds a whole params block (request.max_params_bytes). */
         uint32_t ring = 256u << 10;
         while (ring < (uint64_t)p->max_params_bytes + (64u << 10) && ring < (1u << 30))

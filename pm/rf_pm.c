@@ -1275,6 +1275,7 @@ static void rf_pm_new_generation(rf_pm_t *pm)
         m.set[RF_SET_TERMINATE_MS] = q->terminate_ms;
         m.set[RF_SET_SLOWLOG_MS] = q->slowlog_ms;
         m.set[RF_SET_OVERLOAD_FCGI] = (uint32_t)q->overload_fcgi;
+        m.set[RF_SET_TRACK_FINISHED] = (uint32_t)q->track_finished;
         for (int k = 0; k < pm->nthreads; k++)
             rf_ctl_send(pm->ctl[k], &m, NULL, 0);
     }

@@ -45,6 +45,7 @@ typedef struct exec_req {
     uint32_t nlogs; /* STDERR messages sent for this request */
     int wrote;      /* any stdout left the buffer or is in it */
     int ended;      /* END already sent (fastcgi_finish_request) */
+    int more;       /* that END said the script goes on: DONE when it returns */
     int aborted;    /* the responder sent ABORT for this request */
     int err;        /* channel error (< 0): the loop returns it */
 } exec_req_t;
@@ -676,15 +677,19 @@ static void io_log(void *ctx, const char *msg, size_t n)
     r->nlogs++;
 }
 
-/* Releases the request record (the rule: before END) and sends END. */
-static int send_end(exec_req_t *r, uint32_t app_status)
+/* Releases the request record (the rule: before END) and sends END; with
+ * more, flagged so the responder keeps the executor busy until DONE. */
+static int send_end(exec_req_t *r, uint32_t app_status, int more)
 {
     int rc = rf_chan_exec_release(r->ch);
     if (rc == 0)
-        rc = rf_chan_exec_end(r->ch, r->slot, r->gen, app_status, 0 /* FCGI_REQUEST_COMPLETE */);
+        rc = more ? rf_chan_exec_end_more(r->ch, r->slot, r->gen, app_status)
+                  : rf_chan_exec_end(r->ch, r->slot, r->gen, app_status,
+                                     0 /* FCGI_REQUEST_COMPLETE */);
     if (rc < 0)
         r->err = rc;
     r->ended = 1;
+    r->more = more && rc == 0;
     return rc;
 }
 
@@ -697,7 +702,7 @@ static int io_finish(void *ctx)
     if (r->err || out_drain(r) < 0)
         return -1;
     /* php-fpm ends the FastCGI request with appStatus 0 here */
-    if (send_end(r, 0) < 0)
+    if (send_end(r, 0, 1) < 0)
         return -1;
     r->st->finished++;
     return 0;
@@ -872,7 +877,12 @@ static int run_request(rf_chan_t *ch, const rf_exec_opts_t *o, const rf_chan_msg
     if (!r.ended) {
         (void)out_drain(&r);
         if (!r.err)
-            (void)send_end(&r, (uint32_t)status);
+            (void)send_end(&r, (uint32_t)status, 0);
+    } else if (r.more && !r.err) {
+        /* after fastcgi_finish_request: the script has returned now */
+        int drc = rf_chan_exec_done(r.ch, r.slot, r.gen);
+        if (drc < 0)
+            r.err = drc;
     }
     board_set_state(RF_BOARD_IDLE);
     acc_write();

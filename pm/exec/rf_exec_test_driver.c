@@ -288,6 +288,8 @@ int main(int argc, char **argv)
             }
             continue;
         }
+        if (m.type == RF_CHAN_DONE)
+            continue; /* a script that called fastcgi_finish_request returned */
         inflight_t *f = &fl[recvd % depth];
         if (m.slot != (uint32_t)(recvd % depth) || m.gen != f->gen) {
             fprintf(stderr, "slot/gen mismatch: got %u/%u want %ld/%u\n", m.slot, m.gen,

@@ -243,6 +243,53 @@ class AppArmorTest(PmCase):
         self.assertTrue(self.server.alive())
 
 
+class FinishRequestTest(PmCase):
+    """After fastcgi_finish_request() the client has its answer, but the
+    executor is still running the script: it is busy (status), gets no new
+    request until the script returns, and request_terminate_timeout applies
+    there only with request_terminate_timeout_track_finished."""
+
+    def test_an_executor_still_running_after_finish_gets_no_request(self):
+        self.start({"pm": "static", "pm.max_children": "2"})
+        self.wait_total(2)
+        began = time.monotonic()
+        first = self.get_ok("finish_then_work.php", "ms=1500")
+        self.assertLess(time.monotonic() - began, 1.0, "the answer waited for the script")
+        busy_pid = int(first.body)
+        status = self.wait_status("active processes", 1, timeout=1.0)
+        self.assertEqual(status["active processes"], 1, status)
+        # the other executor answers at once, and every time
+        for _ in range(5):
+            began = time.monotonic()
+            r = self.get_ok("pid.php")
+            self.assertLess(time.monotonic() - began, 0.5)
+            self.assertNotEqual(int(r.body), busy_pid, "sent to the executor still working")
+        # once the script has returned, it is idle again
+        self.wait_status("active processes", 0, timeout=3.0)
+        self.assertEqual(self.status()["idle processes"], 2)
+
+    def test_terminate_timeout_after_finish_only_when_tracked(self):
+        self.start({"pm": "static", "pm.max_children": "1", "request_terminate_timeout": "1s"})
+        pid = self.wait_total(1)[0]
+        self.get_ok("finish_then_work.php", "ms=1800")
+        time.sleep(1.5)
+        self.assertEqual(self.pids(), [pid], "killed although the request had finished")
+        self.get_ok("pid.php", timeout=5)
+
+    def test_terminate_timeout_after_finish_when_tracked(self):
+        self.start({"pm": "static", "pm.max_children": "1", "request_terminate_timeout": "1s",
+                    "request_terminate_timeout_track_finished": "yes"})
+        pid = self.wait_total(1)[0]
+        mark = len(self.server.log())
+        self.get_ok("finish_then_work.php", "ms=5000")
+        self.assertIsNotNone(self.server.wait_log(
+            r"\[pool www\] child %d, script of a finished request \(fastcgi_finish_request\) "
+            r"execution timed out" % pid, timeout=3, start=mark), self.server.diagnostics())
+        replaced = wait_until(lambda: len(self.pids()) == 1 and pid not in self.pids(), 3.0)
+        self.assertTrue(replaced, self.server.diagnostics())
+        self.get_ok("pid.php")
+
+
 class StaticTest(PmCase):
     def test_max_children_executors_and_a_killed_one_is_replaced(self):
         self.start({"pm": "static", "pm.max_children": "3"})

@@ -169,6 +169,30 @@ TEST(RfChan, RoundTrip)
     EXPECT_EQ(0u, st.wakes);
 }
 
+// fastcgi_finish_request: an END flagged MORE, then the script's DONE
+// (no payload); only END may carry the flag.
+TEST(RfChan, EndMoreThenDone)
+{
+    Pair p;
+    rf_chan_msg_t m;
+    ASSERT_EQ(0, send_req(p.resp, 1, 5, "P", ""));
+    ASSERT_EQ(1, rf_chan_exec_next(p.exec, &m));
+    ASSERT_EQ(0, rf_chan_exec_release(p.exec));
+    ASSERT_EQ(0, rf_chan_exec_end_more(p.exec, 1, 5, 0));
+    ASSERT_EQ(0, rf_chan_exec_done(p.exec, 1, 5));
+    ASSERT_EQ(1, rf_chan_resp_next(p.resp, &m));
+    EXPECT_EQ((uint32_t)RF_CHAN_END, m.type);
+    EXPECT_EQ(RF_CHAN_F_MORE, m.flags);
+    ASSERT_EQ(1, rf_chan_resp_next(p.resp, &m));
+    EXPECT_EQ((uint32_t)RF_CHAN_DONE, m.type);
+    EXPECT_EQ(5u, m.gen);
+    EXPECT_EQ(0u, m.flags);
+    EXPECT_EQ(0, rf_chan_resp_next(p.resp, &m));
+    EXPECT_EQ(0, rf_chan_resp_broken(p.resp));
+    // DONE carries nothing
+    EXPECT_EQ(-EINVAL, rf_chan_exec_put(p.exec, RF_CHAN_DONE, 1, 5, 0, 0, "x", 1, 1));
+}
+
 TEST(RfChan, BodyFdFlagAndLimits)
 {
     Pair p;
