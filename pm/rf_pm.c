@@ -126,14 +126,6 @@ static uint64_t rf_pm_finish_ns(const rf_conf_t *conf)
 
 /* ---- executors -------------------------------------------------------------- */
 
-/* The pool's access.log: absolute, rf_conf resolved it under the pool's
- * prefix at load. */
-static void rf_pm_access_path(const rf_pm_t *pm, const rf_conf_pool_t *p, char *buf, size_t len)
-{
-    (void)pm;
-    snprintf(buf, len, "%s", p->access_log);
-}
-
 /*
  * SIGUSR1 after a rotation renamed the access logs away. php-fpm's master
  * opens them anew as root and recycles its workers; executors here reopen
@@ -149,8 +141,7 @@ static void rf_pm_reopen_access_logs(const rf_pm_t *pm)
         if (!rf_pool_is_php(p) || !p->access_log || !p->access_log[0] ||
             (p->chroot && p->chroot[0]))
             continue;
-        char path[4096];
-        rf_pm_access_path(pm, p, path, sizeof(path));
+        const char *path = p->access_log; /* absolute: rf_conf resolved it */
         int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) {
             if (errno != EEXIST)
@@ -222,12 +213,11 @@ static void rf_pm_exec_child(rf_pm_t *pm, int pool, unsigned index, rf_chan_t *c
                    strerror(errno), errno);
     }
     /* access.log: opened here, still privileged, as php-fpm's master does. */
-    char acc_path[4096];
+    const char *acc_path = p->access_log; /* absolute: rf_conf resolved it */
     int acc_fd = -1;
     const char **acc_sup = NULL;
     size_t acc_nsup = 0;
     if (p->access_log && p->access_log[0]) {
-        rf_pm_access_path(pm, p, acc_path, sizeof(acc_path));
         acc_fd = open(acc_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
         if (acc_fd < 0)
             rf_log(RF_LOG_ERROR, "[pool %s] failed to open access log (%s): %s (%d)", p->name,

@@ -322,8 +322,13 @@ static int rf_handoff_parse(char *text, rf_handoff_t *h, rf_in_t *in)
                 free(l);
                 return -EINVAL;
             }
+            h->nslots = malloc((size_t)(n ? n : 1) * sizeof(*h->nslots));
+            for (int i = 0; h->nslots && i < n; i++)
+                h->nslots[i] = (uint32_t)l[i]; /* 0..1<<20: rf_in_list checked */
+            free(l);
+            if (h->nslots == NULL)
+                return rf_in_fail(in, "out of memory");
             h->npools = n;
-            h->nslots = (uint32_t *)l; /* same size and range */
             seen |= 32;
         } else if (RF_KEY("ctl")) {
             if (rf_in_list(in, &h->ctl, &h->nthreads, -1, INT32_MAX) < 0)
