@@ -105,6 +105,10 @@ class StatusCase(unittest.TestCase):
         opts = {"pm.status_path": STATUS_PATH}
         opts.update(cls.pool_opts)
         cls.server = phpserver.start_php_server(opts, workers=WORKERS)
+        # The listen socket answers before every worker has forked (PHP
+        # starts in between: slower with more extensions installed); the
+        # tests count on WORKERS of them, so wait for them.
+        harness.wait_until(lambda: len(cls.server.pids()) == WORKERS, 10.0)
 
     @classmethod
     def tearDownClass(cls):
