@@ -920,6 +920,61 @@ static void rf_php_fix_pathinfo(char **script_path_translated, char *env_script_
     *script_path_translated = spt;
 }
 
+/*
+ * Zend re-registers its deferring handler for each of its signals at every
+ * request start (zend.signal "reset"): seven sigaction() queries that find
+ * its handler still in place, since nothing in an executor replaces them
+ * behind zend_sigaction's back. Once the first request has installed them,
+ * the queries stop; pcntl and zend_signal() keep going through Zend.
+ */
+static void rf_php_signals_settled(void)
+{
+#if defined(ZEND_SIGNALS) && !defined(ZTS)
+    SIGG(reset) = 0;
+#endif
+}
+
+/*
+ * The script's directory, as php_execute_script would enter it (its
+ * getcwd(), then chdir() there and back by path): the way back is an fd
+ * on the directory the executor serves from, taken once, so a request
+ * costs one chdir() and one fchdir(). Shutdown functions and destructors
+ * then run there, as with php-fpm. Returns the fd to go back to, or -1 when
+ * PHP is to do it itself (no fd could be taken).
+ */
+static int rf_php_home_fd = -2;
+static char rf_php_home_path[PATH_MAX];
+
+static int rf_php_chdir_script(zend_string *filename)
+{
+    if (rf_php_home_fd == -2) {
+        rf_php_home_fd = -1;
+        if (getcwd(rf_php_home_path, sizeof(rf_php_home_path)) != NULL) {
+            rf_php_home_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        }
+    }
+    if (rf_php_home_fd < 0 || filename == NULL) {
+        SG(options) &= ~SAPI_OPTION_NO_CHDIR;
+        return -1;
+    }
+    SG(options) |= SAPI_OPTION_NO_CHDIR;
+    VCWD_CHDIR_FILE(ZSTR_VAL(filename));
+    return rf_php_home_fd;
+}
+
+/* A script can close any fd (php://fd/N): then back by path, and a new fd. */
+static void rf_php_chdir_home(int fd)
+{
+    if (fd < 0 || fchdir(fd) == 0) {
+        return;
+    }
+    if (chdir(rf_php_home_path) < 0) {
+        rf_php_logf("cannot return to %s: %s", rf_php_home_path, strerror(errno));
+        return;
+    }
+    rf_php_home_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
 static void rf_php_init_request_info(void)
 {
     char *env_script_filename = rf_php_env_get("SCRIPT_FILENAME");
@@ -1534,6 +1589,7 @@ int rf_php_execute(const rf_php_param_t *params, size_t nparams, const rf_php_io
             rc = -EIO;
             goto out;
         }
+        rf_php_signals_settled();
         if (!SG(request_info).request_method) {
             goto done;
         }
@@ -1572,7 +1628,9 @@ int rf_php_execute(const rf_php_param_t *params, size_t nparams, const rf_php_io
             zend_end_try();
         } else {
             EG(exit_status) = 0;
+            int home = rf_php_chdir_script(fh.filename);
             php_execute_script(&fh);
+            rf_php_chdir_home(home);
             if (!fh.in_list) {
                 zend_destroy_file_handle(&fh);
             }

@@ -291,6 +291,23 @@ class PhpSapiTest(unittest.TestCase):
         r = self.run_php("fatal.php", opts=("-r", "2"))
         self.assertEqual(r.log.count("exit_status=255"), 2)
 
+    def test_working_directory_as_php_fpm(self):
+        # php-fpm: the script runs in its own directory; shutdown functions
+        # run where the process was, even after the script chdir()s away,
+        # and the next request starts over the same way.
+        import tempfile
+        home = tempfile.mkdtemp(prefix="rf-cwd-")
+        try:
+            driver = _driver()
+            proc = subprocess.run([driver, "-r", "3", os.path.join(PHP_DIR, "sub", "cwd.php")],
+                                  capture_output=True, timeout=60, cwd=home)
+            r = Result(proc)
+            self.assertEqual(r.log.count("exit_status=0"), 3, r.log)
+            want = "%s\n%s\n" % (os.path.join(PHP_DIR, "sub"), os.path.realpath(home))
+            self.assertEqual(r.raw.decode().count(want), 3, r.raw)
+        finally:
+            os.rmdir(home)
+
     def test_php_admin_value_locks_ini_set(self):
         r = self.run_php("ini.php", "PHP_ADMIN_VALUE=memory_limit=77M")
         self.assertEqual(r.body.decode().splitlines()[1:], ["77M", "bool(false)"])
