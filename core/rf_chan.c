@@ -131,6 +131,7 @@ struct rf_chan {
     int broken;
     int armed;      /* responder: announced sleep, not yet disarmed */
     int defer_wake; /* responder: leave the executor's FUTEX_WAKE to the caller */
+    int no_drain;   /* responder: its eventfd watch is edge-like, no read needed */
     int wake_due;   /* ... and one is due */
     rf_chan_stats_t st;
 };
@@ -758,6 +759,12 @@ int rf_chan_resp_arm(rf_chan_t *ch, uint32_t **uaddr, uint32_t *val)
     return 0;
 }
 
+void rf_chan_resp_drain_bell(rf_chan_t *ch, int on)
+{
+    take_role(ch, RF_CHAN_ROLE_RESP);
+    ch->no_drain = !on;
+}
+
 void rf_chan_resp_defer_wakes(rf_chan_t *ch, int on)
 {
     take_role(ch, RF_CHAN_ROLE_RESP);
@@ -782,7 +789,7 @@ void rf_chan_resp_disarm(rf_chan_t *ch)
     uint32_t was = atomic_exchange_explicit(&ch->shm->resp_bell, 0, memory_order_acq_rel);
     int rang = ch->armed && was != RF_CHAN_WAIT_DATA;
     ch->armed = 0;
-    if (ch->efd >= 0 && rang) {
+    if (ch->efd >= 0 && rang && !ch->no_drain) {
         uint64_t v;
         ssize_t n = read(ch->efd, &v, sizeof(v));
         (void)n;

@@ -248,6 +248,15 @@ int rf_chan_resp_wait(rf_chan_t *ch, int timeout_ms);
 void rf_chan_resp_defer_wakes(rf_chan_t *ch, int on);
 uint32_t *rf_chan_resp_wake_due(rf_chan_t *ch);
 
+/*
+ * Whether waking up drains the eventfd (default on): a level-triggered
+ * watcher (epoll) needs it; one that sees each write as an event
+ * (io_uring's multishot poll) does not, and saves a read(2) per doorbell.
+ * The executor's writes then add up in the counter: at one per doorbell it
+ * cannot reach its limit.
+ */
+void rf_chan_resp_drain_bell(rf_chan_t *ch, int on);
+
 /* Marks the channel broken (e.g. slot/gen mismatch found by the caller). */
 void rf_chan_resp_set_broken(rf_chan_t *ch);
 int rf_chan_resp_broken(const rf_chan_t *ch);

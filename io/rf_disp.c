@@ -821,6 +821,7 @@ static void rf_disp_exec_up(rf_thread_t *t, const rf_ctl_msg_t *m, int *fds, int
     x->left = m->arg64 ? m->arg64 : UINT64_MAX;
     x->efd = rf_chan_eventfd(x->ch);
     rf_chan_resp_defer_wakes(x->ch, t->futex_wake_ok);
+    rf_chan_resp_drain_bell(x->ch, !t->be->watch_edge);
     x->pidfd = fds[2];
     x->body_sock = fds[3];
     for (int i = 0; i < RF_DISP_DEPTH; i++)

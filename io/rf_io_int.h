@@ -187,6 +187,10 @@ typedef struct rf_backend_ops {
      * readable rf_disp_event(t, tag, gen, res) runs (tag < 2^24). The fd
      * must stay open until unwatch. */
     int (*watch)(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen);
+    /* Whether a watch reports each wake-up of the fd rather than its state
+     * (io_uring's multishot poll): an executor's doorbell eventfd then
+     * needs no read(2) to keep it from firing again. */
+    int watch_edge;
     void (*unwatch)(rf_thread_t *t, int fd, uint32_t tag, uint32_t gen);
     /* FUTEX_WAKE a shared futex word (an executor's doorbell); io_uring
      * batches it into the next submit. NULL: the channel wakes itself. */

@@ -465,6 +465,7 @@ const rf_backend_ops_t rf_uring_ops = {
     .poll = rf_uring_poll,
     .rbuf_return = rf_uring_rbuf_return,
     .watch = rf_uring_watch,
+    .watch_edge = 1,
     .unwatch = rf_uring_unwatch,
     .futex_wake = rf_uring_futex_wake, /* used when t->futex_wake_ok */
 };

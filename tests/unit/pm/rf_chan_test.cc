@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -802,6 +803,68 @@ TEST(RfChan, IoUringFutexWait)
     rf_chan_peer_stats(p.resp, &ex);
     EXPECT_EQ(1u, ex.wakes);
 #endif
+}
+
+/* The responder's io_uring backend: a multishot poll on the doorbell
+ * eventfd reports each ring as one completion, so waking up reads nothing
+ * (rf_chan_resp_drain_bell off); the count adds up in the eventfd and no
+ * completion comes without a ring. */
+TEST(RfChan, EventfdDoorbellEdgeWatchNoDrain)
+{
+#if !RF_TEST_URING
+    GTEST_SKIP() << "liburing.h not available";
+#else
+    struct io_uring ring;
+    if (io_uring_queue_init(4, &ring, 0) < 0)
+        GTEST_SKIP() << "io_uring unavailable";
+    Pair p(4096, 4096, 1);
+    int efd = rf_chan_eventfd(p.resp);
+    ASSERT_GE(efd, 0);
+    rf_chan_resp_drain_bell(p.resp, 0);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_poll_multishot(sqe, efd, POLLIN);
+    sqe->user_data = 7;
+    ASSERT_EQ(1, io_uring_submit(&ring));
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec shortwait = {0, 50 * 1000 * 1000};
+    for (uint32_t i = 0; i < 2; i++) {
+        ASSERT_EQ(0, rf_chan_resp_arm(p.resp, nullptr, nullptr));
+        ASSERT_EQ(0, rf_chan_exec_end(p.exec, 1, 2 + i, 0, 0)); /* rings: we announced sleep */
+        struct __kernel_timespec ts = {5, 0};
+        ASSERT_EQ(0, io_uring_wait_cqe_timeout(&ring, &cqe, &ts));
+        EXPECT_EQ(7u, cqe->user_data);
+        EXPECT_TRUE(cqe->flags & IORING_CQE_F_MORE);
+        io_uring_cqe_seen(&ring, cqe);
+        rf_chan_resp_disarm(p.resp);
+        rf_chan_msg_t m;
+        ASSERT_EQ(1, rf_chan_resp_next(p.resp, &m));
+        EXPECT_EQ((uint32_t)RF_CHAN_END, m.type);
+        ASSERT_EQ(0, rf_chan_resp_release(p.resp));
+        /* Nothing more until the next ring, though the eventfd is readable. */
+        EXPECT_EQ(-ETIME, io_uring_wait_cqe_timeout(&ring, &cqe, &shortwait));
+    }
+    uint64_t v = 0;
+    ASSERT_EQ((ssize_t)sizeof(v), read(efd, &v, sizeof(v)));
+    EXPECT_EQ(2u, v); /* both rings, never read by the responder */
+    rf_chan_stats_t ex;
+    rf_chan_peer_stats(p.resp, &ex);
+    EXPECT_EQ(2u, ex.wakes);
+    io_uring_queue_exit(&ring);
+#endif
+}
+
+/* With draining on (the default, for epoll), waking up empties the count. */
+TEST(RfChan, EventfdDoorbellDrainedByDefault)
+{
+    Pair p(4096, 4096, 1);
+    int efd = rf_chan_eventfd(p.resp);
+    ASSERT_GE(efd, 0);
+    ASSERT_EQ(0, rf_chan_resp_arm(p.resp, nullptr, nullptr));
+    ASSERT_EQ(0, rf_chan_exec_end(p.exec, 1, 2, 0, 0));
+    rf_chan_resp_disarm(p.resp);
+    uint64_t v = 0;
+    EXPECT_EQ(-1, read(efd, &v, sizeof(v)));
+    EXPECT_EQ(EAGAIN, errno);
 }
 
 /* ---- a malicious executor ---- */
