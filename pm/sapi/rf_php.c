@@ -41,16 +41,25 @@
  * Request-scoped parameter table (php-fpm's fcgi_hash semantics)
  * ---------------------------------------------------------------------- */
 
-typedef struct rf_php_str {
-    struct rf_php_str *next;
+/* The request's strings: bump-allocated from chunks that stay put (a
+ * stored pointer stays valid until the request ends); the first chunk is
+ * kept from one request to the next. */
+typedef struct rf_php_chunk {
+    struct rf_php_chunk *next;
+    size_t used, cap;
     char data[];
-} rf_php_str_t;
+} rf_php_chunk_t;
+
+#define RF_PHP_CHUNK (16u << 10)
+#define RF_PHP_HASH  128u /* buckets, as php-fpm's FCGI_HASH_TABLE_SIZE */
 
 typedef struct rf_php_env_ent {
     char *name;
     size_t name_len;
     char *value; /* NULL = deleted */
     size_t value_len;
+    uint32_t hash;
+    int32_t next; /* next entry of the bucket's chain, -1 = none */
 } rf_php_env_ent_t;
 
 #define RF_PHP_REQ_MAGIC 0x52465048u /* "RFPH" */
@@ -61,7 +70,8 @@ typedef struct rf_php_req {
     const rf_php_io_t *io;
     rf_php_env_ent_t *ents; /* insertion order; iterated backwards */
     size_t nents, cap;
-    rf_php_str_t *strs; /* every string of this request, freed at its end */
+    int32_t heads[RF_PHP_HASH]; /* bucket -> its newest live entry, -1 = none */
+    rf_php_chunk_t *chunks;     /* newest first; the last one is kept */
     double request_time;
     int closed;  /* fastcgi_finish_request() done */
     int oom;     /* an allocation failed while building the table */
@@ -97,27 +107,54 @@ static void (*rf_php_orig_import_env)(zval *array_ptr);
 
 static char *rf_php_str_new(rf_php_req_t *r, const char *s, size_t n)
 {
-    rf_php_str_t *p = malloc(sizeof(*p) + n + 1);
-    if (!p) {
-        r->oom = 1;
-        return NULL;
+    rf_php_chunk_t *c = r->chunks;
+    if (c == NULL || c->cap - c->used < n + 1) {
+        size_t cap = n + 1 > RF_PHP_CHUNK ? n + 1 : RF_PHP_CHUNK;
+        c = malloc(sizeof(*c) + cap);
+        if (!c) {
+            r->oom = 1;
+            return NULL;
+        }
+        c->next = r->chunks;
+        c->used = 0;
+        c->cap = cap;
+        r->chunks = c;
     }
-    memcpy(p->data, s, n);
-    p->data[n] = '\0';
-    p->next = r->strs;
-    r->strs = p;
-    return p->data;
+    char *p = c->data + c->used;
+    c->used += n + 1;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static uint32_t rf_php_env_hash(const char *name, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (unsigned char)name[i]) * 16777619u;
+    }
+    return h;
+}
+
+/* The link that points at name's live entry (to read or unlink it), or
+ * NULL. */
+static int32_t *rf_php_env_link(rf_php_req_t *r, const char *name, size_t len, uint32_t h)
+{
+    int32_t *link = &r->heads[h & (RF_PHP_HASH - 1)];
+    while (*link >= 0) {
+        rf_php_env_ent_t *e = &r->ents[*link];
+        if (e->hash == h && e->name_len == len && memcmp(e->name, name, len) == 0) {
+            return link;
+        }
+        link = &e->next;
+    }
+    return NULL;
 }
 
 static rf_php_env_ent_t *rf_php_env_find(rf_php_req_t *r, const char *name, size_t len)
 {
-    for (size_t i = r->nents; i-- > 0;) {
-        rf_php_env_ent_t *e = &r->ents[i];
-        if (e->value && e->name_len == len && memcmp(e->name, name, len) == 0) {
-            return e;
-        }
-    }
-    return NULL;
+    int32_t *link = rf_php_env_link(r, name, len, rf_php_env_hash(name, len));
+    return link ? &r->ents[*link] : NULL;
 }
 
 static char *rf_php_env_get(const char *name)
@@ -132,9 +169,13 @@ static char *rf_php_env_get(const char *name)
 static char *rf_php_env_put_n(rf_php_req_t *r, const char *name, size_t nlen, const char *value,
                               size_t vlen)
 {
-    rf_php_env_ent_t *e = rf_php_env_find(r, name, nlen);
+    uint32_t h = rf_php_env_hash(name, nlen);
+    int32_t *link = rf_php_env_link(r, name, nlen, h);
     if (!value) {
-        if (e) {
+        if (link) {
+            /* php-fpm's fcgi_hash_del: out of the index, a hole in the list */
+            rf_php_env_ent_t *e = &r->ents[*link];
+            *link = e->next;
             e->value = NULL;
             e->value_len = 0;
         }
@@ -144,7 +185,8 @@ static char *rf_php_env_put_n(rf_php_req_t *r, const char *name, size_t nlen, co
     if (!v) {
         return NULL;
     }
-    if (e) {
+    if (link) {
+        rf_php_env_ent_t *e = &r->ents[*link];
         e->value = v;
         e->value_len = vlen;
         return v;
@@ -163,7 +205,9 @@ static char *rf_php_env_put_n(rf_php_req_t *r, const char *name, size_t nlen, co
     if (!nm) {
         return NULL;
     }
-    r->ents[r->nents++] = (rf_php_env_ent_t){nm, nlen, v, vlen};
+    uint32_t b = h & (RF_PHP_HASH - 1);
+    r->ents[r->nents] = (rf_php_env_ent_t){nm, nlen, v, vlen, h, r->heads[b]};
+    r->heads[b] = (int32_t)r->nents++;
     return v;
 }
 
@@ -174,11 +218,15 @@ static char *rf_php_env_put(const char *name, const char *value)
 
 static void rf_php_req_reset(rf_php_req_t *r)
 {
-    while (r->strs) {
-        rf_php_str_t *n = r->strs->next;
-        free(r->strs);
-        r->strs = n;
+    while (r->chunks && r->chunks->next) {
+        rf_php_chunk_t *n = r->chunks->next;
+        free(r->chunks);
+        r->chunks = n;
     }
+    if (r->chunks) {
+        r->chunks->used = 0;
+    }
+    memset(r->heads, 0xff, sizeof(r->heads));
     r->nents = 0;
     r->io = NULL;
     r->closed = 0;
@@ -1366,6 +1414,7 @@ int rf_php_startup(const rf_php_opts_t *opts)
 
     rf_php_cur.magic = RF_PHP_REQ_MAGIC;
     rf_php_cur.body_fd = -2;
+    memset(rf_php_cur.heads, 0xff, sizeof(rf_php_cur.heads));
 
     zend_signal_startup();
     sapi_startup(&rf_php_sapi);
@@ -1436,6 +1485,8 @@ void rf_php_shutdown(void)
     rf_php_ini_override = NULL;
     rf_php_free_limit_ext();
     rf_php_req_reset(&rf_php_cur);
+    free(rf_php_cur.chunks);
+    rf_php_cur.chunks = NULL;
     free(rf_php_cur.ents);
     rf_php_cur.ents = NULL;
     rf_php_cur.cap = 0;

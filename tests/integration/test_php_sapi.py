@@ -131,6 +131,26 @@ class PhpSapiTest(unittest.TestCase):
         self.assertLess(keys.index("HTTP_AUTHORIZATION"), keys.index("SCRIPT_FILENAME"))
         self.assertLess(keys.index("SCRIPT_FILENAME"), keys.index("FCGI_ROLE"))
 
+    def test_many_repeated_and_large_params(self):
+        # php-fpm's fcgi_hash: a repeated name keeps its first place and
+        # takes the last value; hundreds of names share 128 buckets; a
+        # value larger than the table's 16 KiB string chunks.
+        many = ["HTTP_X_N%d=v%d" % (i, i) for i in range(400)]
+        big = "b" * 40000
+        r = self.run_php("server.php", "HTTP_X_DUP=first", *many, "HTTP_X_BIG=" + big,
+                         "HTTP_X_DUP=last", opts=("-r", "2"))
+        self.assertEqual(r.log.count("exit_status=0"), 2, r.log)
+        s, _ = json.JSONDecoder().raw_decode(r.body.decode())
+        for i in range(400):
+            self.assertEqual(s["HTTP_X_N%d" % i], "v%d" % i)
+        self.assertEqual(s["HTTP_X_BIG"], big)
+        self.assertEqual(s["HTTP_X_DUP"], "last")
+        keys = list(s)
+        self.assertGreater(keys.index("HTTP_X_DUP"), keys.index("HTTP_X_N0"),
+                           "newest first: the repeated name stays where it first came")
+        # the second request (same process) sees the same table, rebuilt
+        self.assertEqual(r.raw.count(big.encode()), 2)
+
     def test_path_info_split_from_script_filename(self):
         full = os.path.join(PHP_DIR, "server.php/extra/more")
         # Apache-style: PATH_INFO carries the script too; php-fpm trims it
