@@ -223,6 +223,10 @@ static void rf_php_req_reset(rf_php_req_t *r)
         free(r->chunks);
         r->chunks = n;
     }
+    if (r->chunks && r->chunks->cap > RF_PHP_CHUNK) {
+        free(r->chunks); /* one large value's: not worth keeping */
+        r->chunks = NULL;
+    }
     if (r->chunks) {
         r->chunks->used = 0;
     }
