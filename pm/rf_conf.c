@@ -52,6 +52,7 @@ enum rf_conf_type {
     RF_T_FPM_INT,     /* php-fpm's fpm_conf_set_integer: [-]digits */
     RF_T_PRIORITY,    /* process.priority: as RF_T_FPM_INT, unset = 64 */
     RF_T_IGNORED,     /* php-fpm's, accepted, not acted on yet */
+    RF_T_EVENTS,      /* events.mechanism: checked as php-fpm does */
 };
 
 enum { RF_SCOPE_GLOBAL = 1, RF_SCOPE_POOL = 2 };
@@ -105,7 +106,7 @@ static const rf_directive_t rf_directives[] = {
     G("daemonize", RF_T_DAEMONIZE, daemonize),
     G("rlimit_files", RF_T_INT, rlimit_files),
     G("rlimit_core", RF_T_RLIMIT_CORE, rlimit_core),
-    GI("events.mechanism"),
+    G("events.mechanism", RF_T_EVENTS, events_mechanism),
     G("systemd_interval", RF_T_TIME, systemd_interval),
     /* [global], ringfpm */
     G("responder.threads", RF_T_THREADS, threads),
@@ -484,6 +485,7 @@ static int rf_store(rf_load_t *ld, const rf_directive_t *d, const char *value, i
                         d->name);
         return 0;
     case RF_T_STR:
+    case RF_T_EVENTS: /* checked with the rest, as php-fpm's post-processing does */
         free(*(char **)field);
         *(char **)field = rf_strdup(value);
         return 0;
@@ -1019,6 +1021,25 @@ static int rf_validate_access_formats(rf_load_t *ld)
     return 0;
 }
 
+/*
+ * events.mechanism: php-fpm's choice of its master's event loop, and what
+ * a Linux build of it accepts (any case). ringfpm's master waits with
+ * poll(2) on a few descriptors whatever is set, and the responder's
+ * mechanism is io.backend, so the value is only checked (php-fpm's error
+ * for anything else) and shown by -tt, lower case. Returns 0 and
+ * canonicalizes, or -1.
+ */
+static int rf_events_check(char *name)
+{
+    static const char *const ok[] = {"epoll", "poll", "select"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (strcasecmp(name, ok[i]) == 0) {
+            memcpy(name, ok[i], strlen(ok[i]) + 1);
+            return 0;
+        }
+    return -1;
+}
+
 /* fpm_conf_process_all_pools: what php-fpm refuses to start with. */
 static int rf_validate(rf_load_t *ld)
 {
@@ -1030,6 +1051,11 @@ static int rf_validate(rf_load_t *ld)
     if (c->process_priority != RF_CONF_PRIORITY_UNSET &&
         (c->process_priority < -19 || c->process_priority > 20))
         return rf_fail(ld, 0, "process.priority must be included into [-19,20]");
+    if (c->events_mechanism && rf_events_check(c->events_mechanism) < 0) {
+        rf_log(RF_LOG_ERROR, "event mechanism '%s' is not available on this system",
+               c->events_mechanism);
+        return rf_fail(ld, 0, "failed to post process the configuration");
+    }
     if (c->npools == 0)
         return rf_fail(ld, 0,
                        "No pool defined. at least one pool section must be specified in "
@@ -1234,6 +1260,7 @@ void rf_conf_free(rf_conf_t *conf)
     free(conf->file);
     free(conf->prefix);
     free(conf->pid);
+    free(conf->events_mechanism);
     free(conf->error_log);
     free(conf->syslog_ident);
     free(conf->cpu_list);
@@ -1249,6 +1276,11 @@ static void rf_dump_one(const rf_directive_t *d, const void *base,
     switch (d->type) {
     case RF_T_IGNORED:
         return;
+    case RF_T_EVENTS: { /* php-fpm shows the mechanism it uses: epoll unless set */
+        const char *s = *(char *const *)field;
+        snprintf(line, sizeof(line), "\t%s = %s", d->name, s ? s : "epoll");
+        break;
+    }
     case RF_T_STR: {
         const char *s = *(char *const *)field;
         snprintf(line, sizeof(line), "\t%s = %s", d->name, s ? s : "undefined");

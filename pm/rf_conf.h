@@ -149,6 +149,7 @@ typedef struct rf_conf {
     long emergency_restart_interval;  /* seconds: the window they are counted in */
     long process_max;                 /* executors over all pools; 0 = no limit */
     long systemd_interval;            /* seconds between STATUS= heartbeats; 0 = none */
+    char *events_mechanism; /* epoll, poll or select (checked, shown by -tt); NULL = unset */
     /* ringfpm [global] */
     int threads; /* 0 = auto */
     int *cpu_list;

@@ -62,10 +62,11 @@ class VersionTest(unittest.TestCase):
 
 
 class NotImplementedWarningTest(unittest.TestCase):
-    """php-fpm directives ringfpm parses but does not act on yet are named
-    in one startup warning per pool, never accepted silently."""
+    """php-fpm directives ringfpm parsed without acting on them were named in
+    one startup warning per pool. Every one is acted on now: a configuration
+    that sets the last of them draws no such line."""
 
-    def test_pending_directives_are_named(self):
+    def test_no_php_fpm_directive_is_left_pending(self):
         server = harness.RingFpm({"events.mechanism": "epoll"}, {"www": {
             "pm": "dynamic", "pm.max_children": "5", "pm.start_servers": "2",
             "pm.min_spare_servers": "1", "pm.max_spare_servers": "3",
@@ -77,11 +78,29 @@ class NotImplementedWarningTest(unittest.TestCase):
         }})
         server.start()
         self.addCleanup(server.cleanup)
-        match = server.wait_log(r"\[global\] not implemented by ringfpm yet[^\n]*")
-        self.assertIsNotNone(match, server.log())
-        self.assertRegex(match.group(0), r": events\.mechanism$")
-        # every pool directive here is implemented: no pool line at all
-        self.assertNotIn("[pool www] not implemented", server.log())
+        self.assertIsNotNone(server.wait_log(r"ready to handle connections"), server.log())
+        self.assertNotIn("not implemented by ringfpm", server.log())
+
+    def test_events_mechanism_checked_as_php_fpm(self):
+        # A Linux php-fpm takes epoll, poll or select (any case) and fails
+        # the start on anything else, -t included.
+        tmp = tempfile.mkdtemp(prefix="ringfpm-ev-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "x.conf")
+        for value, rc in (("Poll", 0), ("select", 0), ("kqueue", 78), ("foo", 78)):
+            with open(path, "w") as f:
+                f.write("[global]\nerror_log = /proc/self/fd/2\nevents.mechanism = %s\n"
+                        "[www]\nlisten = 127.0.0.1:%d\npm = static\npm.max_children = 1\n"
+                        "executor.type = builtin\n" % (value, harness.free_tcp_port()))
+            r = run_ringfpm("-t", "-y", path)
+            self.assertEqual(r.returncode, rc, value + r.stderr)
+            if rc:
+                self.assertIn("ERROR: event mechanism '%s' is not available on this system\n"
+                              % value, r.stderr)
+                self.assertIn("ERROR: failed to post process the configuration", r.stderr)
+            else:
+                r = run_ringfpm("-tt", "-y", path)
+                self.assertIn("events.mechanism = %s\n" % value.lower(), r.stderr)
 
     def test_no_warning_when_nothing_is_pending(self):
         server = harness.RingFpm(pools={"www": {"ping.path": "/ping"}})

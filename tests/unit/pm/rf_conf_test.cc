@@ -651,6 +651,39 @@ TEST(ConfPriority, RangeAndSyntaxErrorsAsPhpFpm)
     EXPECT_EQ(g.err, "process.priority must be included into [-19,20]");
 }
 
+// events.mechanism: what a Linux php-fpm accepts, any case; -tt shows the
+// mechanism in lower case, epoll when unset; anything else fails as
+// php-fpm's post-processing does.
+TEST(ConfGlobal, EventsMechanismAsPhpFpm)
+{
+    for (const char *v : {"epoll", "EPOLL", "poll", "Select"}) {
+        Loaded l;
+        load(l,
+             std::string("[global]\nevents.mechanism = ") + v +
+                 "\n[www]\nlisten = 127.0.0.1:9000\n",
+             false);
+        ASSERT_EQ(l.rc, 0) << v << ": " << l.err;
+        std::string want = v;
+        for (auto &ch : want)
+            ch = (char)tolower((unsigned char)ch);
+        EXPECT_TRUE(dumped(l.conf, "\tevents.mechanism = " + want)) << v;
+        EXPECT_EQ(l.conf.ignored, nullptr) << v;
+    }
+    Loaded unset;
+    load(unset, "[global]\n[www]\nlisten = 127.0.0.1:9000\n", false);
+    ASSERT_EQ(unset.rc, 0) << unset.err;
+    EXPECT_TRUE(dumped(unset.conf, "\tevents.mechanism = epoll"));
+    for (const char *v : {"kqueue", "/dev/poll", "port", "foo", ""}) {
+        Loaded bad;
+        load(bad,
+             std::string("[global]\nevents.mechanism = ") + v +
+                 "\n[www]\nlisten = 127.0.0.1:9000\n",
+             false);
+        EXPECT_LT(bad.rc, 0) << v;
+        EXPECT_EQ(bad.err, "failed to post process the configuration") << v;
+    }
+}
+
 TEST(ConfGlobal, RlimitCoreIsTheMasters)
 {
     Loaded l;
