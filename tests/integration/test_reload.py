@@ -158,6 +158,33 @@ class ReloadTest(ReloadCase):
         self.assertTrue(wait_until(lambda: not (set(self.pids()) & old), 3.0),
                         "old executors left: %r" % self.pids())
 
+    def test_max_children_holds_across_generations(self):
+        # php-fpm never runs more than pm.max_children workers of a pool. A
+        # reload overlaps generations here, so an old executor still in a
+        # request keeps its place until the request ends; the new generation
+        # fills the rest at once and the owed place after.
+        self.start({"pm": "static", "pm.max_children": "2"})
+        old = set(self.wait_total(2))
+        slow = self.pending("sleep.php", "ms=2500")
+        time.sleep(0.2)
+        self.reload()
+        time.sleep(0.3)  # the idle old executor is retired at once
+        response = self.get_ok("pid.php")
+        self.assertNotIn(int(response.body), old, "served by the new generation")
+        peak, seen = 0, []
+        end = time.monotonic() + 1.2
+        while time.monotonic() < end:
+            pids = self.pids()
+            seen.append(pids)
+            peak = max(peak, len(pids))
+            time.sleep(0.02)
+        self.assertLessEqual(peak, 2, "more than pm.max_children executors: %r" % seen[-5:])
+        done = slow.result(timeout=5)
+        self.assertOk(done, "the request running during the reload")
+        self.assertIn(int(done.body), old)
+        new = set(self.wait_total(2, timeout=5))
+        self.assertFalse(new & old, "the owed executor came once the old one ended")
+
     def test_changed_settings_apply(self):
         self.start({"pm": "static", "pm.max_children": "2",
                     "php_admin_value[memory_limit]": "64M"})
