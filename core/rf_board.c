@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -30,10 +31,11 @@ typedef struct rf_board_block {
 } __attribute__((aligned(RF_BOARD_ALIGN))) rf_board_block_t;
 
 typedef struct rf_board_lay {
-    rf_board_pool_t conf; /* strings owned */
-    size_t blocks_off;    /* nthreads rf_board_block_t */
-    size_t slots_off;     /* conf.nslots slots of slot_size */
-    uint8_t *taken;       /* master: slots handed out */
+    rf_board_pool_t conf;       /* strings owned */
+    size_t blocks_off;          /* nthreads rf_board_block_t */
+    size_t slots_off;           /* conf.nslots slots of slot_size */
+    uint8_t *taken;             /* master: slots handed out */
+    const char *_Atomic pm_now; /* NULL: conf.pm (rf_board_pool_set_pm) */
 } rf_board_lay_t;
 
 struct rf_board {
@@ -192,6 +194,22 @@ static const rf_board_lay_t *rf_board_lay(const rf_board_t *b, int pool)
         return NULL;
     RF_ASSERT(b->magic == RF_BOARD_MAGIC);
     return &b->pools[pool];
+}
+
+void rf_board_pool_set_pm(const rf_board_t *b, int pool, int pm)
+{
+    static const char *const names[] = {NULL, "static", "dynamic", "ondemand"};
+    if (b == NULL || pool < 0 || pool >= b->npools || pm < 1 || pm > 3)
+        return;
+    atomic_store_explicit(&b->pools[pool].pm_now, names[pm], memory_order_release);
+}
+
+const char *rf_board_pool_pm(const rf_board_t *b, int pool)
+{
+    if (b == NULL || pool < 0 || pool >= b->npools)
+        return NULL;
+    const char *now = atomic_load_explicit(&b->pools[pool].pm_now, memory_order_acquire);
+    return now ? now : b->pools[pool].conf.pm;
 }
 
 const rf_board_pool_t *rf_board_pool_get(const rf_board_t *b, int pool)

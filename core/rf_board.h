@@ -141,6 +141,15 @@ int rf_board_nthreads(const rf_board_t *b);
 /* Pool `pool` as created, or NULL when out of range. Owned by the board. */
 const rf_board_pool_t *rf_board_pool_get(const rf_board_t *b, int pool);
 
+/*
+ * The process manager's name as this process shows it: the one the pool
+ * was created with until rf_board_pool_set_pm (a reload changed it; pm:
+ * 1 static, 2 dynamic, 3 ondemand, anything else is ignored). Any thread
+ * may read while another sets; the names are constants, never freed.
+ */
+void rf_board_pool_set_pm(const rf_board_t *b, int pool, int pm);
+const char *rf_board_pool_pm(const rf_board_t *b, int pool);
+
 /* ---- the sequence counter ------------------------------------------------ */
 
 /* Writer: before the first store of a record. An odd count left by a writer

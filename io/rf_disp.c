@@ -855,6 +855,7 @@ static void rf_disp_pool_set(rf_thread_t *t, int pool, const uint32_t *v)
     p->slowlog_ms = v[RF_SET_SLOWLOG_MS];
     p->overload_fcgi = (int)v[RF_SET_OVERLOAD_FCGI];
     p->track_finished = (int)v[RF_SET_TRACK_FINISHED];
+    rf_board_pool_set_pm(t->io->conf->board, pool, p->pm); /* the status page's name */
 }
 
 /*

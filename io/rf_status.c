@@ -722,8 +722,8 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
     };
 
     if (fmt == RF_STATUS_OPENMETRICS) {
-        rf_status_openmetrics(o, pool_name, bp->pm, since, &b, bp, io->be->name, rows,
-                              RF_ARRAY_SIZE(rows));
+        rf_status_openmetrics(o, pool_name, rf_board_pool_pm(board, pool), since, &b, bp,
+                              io->be->name, rows, RF_ARRAY_SIZE(rows));
         rf_out_flush(o);
         rf_resp_end(r, 0, RF_FCGI_REQUEST_COMPLETE);
         return;
@@ -741,7 +741,7 @@ static void rf_status_reply(rf_thread_t *t, rf_conn_t *c, rf_req_t *r)
         rf_out_puts(o, "<?xml version=\"1.0\" ?>\n<status>\n");
     int i = 0;
     rf_field_str(o, fmt, 0, i++, "pool", pool_name);
-    rf_field_str(o, fmt, 0, i++, "process manager", bp->pm);
+    rf_field_str(o, fmt, 0, i++, "process manager", rf_board_pool_pm(board, pool));
     rf_field_time(o, fmt, 0, i++, "start time", bp->start_time);
     rf_field_num(o, fmt, 0, i++, "start since", (unsigned long long)since);
     rf_field_num(o, fmt, 0, i++, "accepted conn", b.accepted_conn);

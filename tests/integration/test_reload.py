@@ -197,6 +197,17 @@ class ReloadTest(ReloadCase):
         status = self.status()
         self.assertEqual(status["total processes"], 3, status)
 
+    def test_status_shows_the_new_process_manager(self):
+        # php-fpm's status page names the pool's pm as configured now.
+        self.start({"pm": "static", "pm.max_children": "2"})
+        self.wait_total(2)
+        self.assertEqual(self.status()["process manager"], "static")
+        self.rewrite(**{"pm": "dynamic", "pm.max_children": "3", "pm.start_servers": "1",
+                        "pm.min_spare_servers": "1", "pm.max_spare_servers": "2"})
+        self.reload()
+        status = self.wait_status("process manager", "dynamic")
+        self.assertEqual(status.get("process manager"), "dynamic", status)
+
     def test_bad_config_keeps_everything_running(self):
         self.start({"pm": "static", "pm.max_children": "2"})
         pids = sorted(self.wait_total(2))

@@ -74,6 +74,27 @@ TEST(Board, CreateCopiesThePoolsAndStartsEmpty)
     rf_board_destroy(nullptr);
 }
 
+// A reload's new process manager: what this process shows from then on;
+// the pool as created is unchanged, and bad arguments change nothing.
+TEST(Board, ProcessManagerNameFollowsAReload)
+{
+    rf_board_t *b = make_board();
+    EXPECT_STREQ(rf_board_pool_pm(b, 0), "static");
+    rf_board_pool_set_pm(b, 0, 2);
+    EXPECT_STREQ(rf_board_pool_pm(b, 0), "dynamic");
+    EXPECT_STREQ(rf_board_pool_get(b, 0)->pm, "static");
+    EXPECT_STREQ(rf_board_pool_pm(b, 1), "ondemand");
+    rf_board_pool_set_pm(b, 0, 0);
+    rf_board_pool_set_pm(b, 0, 4);
+    rf_board_pool_set_pm(b, 2, 1);
+    rf_board_pool_set_pm(b, -1, 1);
+    EXPECT_STREQ(rf_board_pool_pm(b, 0), "dynamic");
+    rf_board_pool_set_pm(b, 0, 3);
+    EXPECT_STREQ(rf_board_pool_pm(b, 0), "ondemand");
+    EXPECT_EQ(rf_board_pool_pm(b, 2), nullptr);
+    rf_board_destroy(b);
+}
+
 TEST(Board, CreateRefusesBadArguments)
 {
     rf_board_t *b = nullptr;
