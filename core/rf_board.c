@@ -196,12 +196,18 @@ static const rf_board_lay_t *rf_board_lay(const rf_board_t *b, int pool)
     return &b->pools[pool];
 }
 
-void rf_board_pool_set_pm(const rf_board_t *b, int pool, int pm)
+const char *rf_board_pm_name(int pm)
 {
     static const char *const names[] = {NULL, "static", "dynamic", "ondemand"};
-    if (b == NULL || pool < 0 || pool >= b->npools || pm < 1 || pm > 3)
+    return pm >= 1 && pm <= 3 ? names[pm] : NULL;
+}
+
+void rf_board_pool_set_pm(const rf_board_t *b, int pool, int pm)
+{
+    const char *name = rf_board_pm_name(pm);
+    if (b == NULL || pool < 0 || pool >= b->npools || name == NULL)
         return;
-    atomic_store_explicit(&b->pools[pool].pm_now, names[pm], memory_order_release);
+    atomic_store_explicit(&b->pools[pool].pm_now, name, memory_order_release);
 }
 
 const char *rf_board_pool_pm(const rf_board_t *b, int pool)

@@ -147,6 +147,7 @@ const rf_board_pool_t *rf_board_pool_get(const rf_board_t *b, int pool);
  * 1 static, 2 dynamic, 3 ondemand, anything else is ignored). Any thread
  * may read while another sets; the names are constants, never freed.
  */
+const char *rf_board_pm_name(int pm); /* the same numbers; NULL for others */
 void rf_board_pool_set_pm(const rf_board_t *b, int pool, int pm);
 const char *rf_board_pool_pm(const rf_board_t *b, int pool);
 

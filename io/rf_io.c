@@ -242,7 +242,6 @@ int rf_io_thread_count(const rf_io_conf_t *conf)
 
 int rf_io_board_create(const rf_io_conf_t *conf, const uint32_t *nslots, int fd, rf_board_t **out)
 {
-    static const char *const pm_names[] = {"static", "static", "dynamic", "ondemand"};
     int nthreads = rf_io_thread_count(conf);
     rf_board_pool_t *bp = rf_calloc(conf->npools ? (size_t)conf->npools : 1, sizeof(*bp));
     if (bp == NULL)
@@ -251,7 +250,7 @@ int rf_io_board_create(const rf_io_conf_t *conf, const uint32_t *nslots, int fd,
         const rf_io_pool_t *p = &conf->pools[i];
         int php = p->handler == NULL;
         bp[i].name = p->name;
-        bp[i].pm = pm_names[p->pm >= 0 && p->pm <= 3 ? p->pm : 0];
+        bp[i].pm = rf_board_pm_name(p->pm) ? rf_board_pm_name(p->pm) : "static";
         bp[i].nslots = nslots ? nslots[i] : php ? 2 * p->max_children + (uint32_t)nthreads + 8 : 0;
         bp[i].listen_queue_len = php ? p->queue_max : 0;
     }

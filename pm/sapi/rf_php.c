@@ -129,11 +129,7 @@ static char *rf_php_str_new(rf_php_req_t *r, const char *s, size_t n)
 
 static uint32_t rf_php_env_hash(const char *name, size_t len)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ (unsigned char)name[i]) * 16777619u;
-    }
-    return h;
+    return (uint32_t)zend_inline_hash_func(name, len); /* PHP's own string hash */
 }
 
 /* The link that points at name's live entry (to read or unlink it), or
