@@ -354,14 +354,14 @@ static int rf_pm_pick_thread(const rf_pm_t *pm, int pool)
 
 /* Fork one executor of pool for responder thread `thread`. */
 /*
- * Old-generation executors of a pool (a reload replaced them) still in a
- * request, as the scoreboard shows them: pm.max_children holds across
- * generations, so these count against the new generation until they end.
- * Idle ones are not counted: they are retired at once and exit in a few ms.
+ * Places of a pool's pm.max_children taken: its executors, and after a
+ * reload the old-generation ones still in a request, as the scoreboard shows
+ * them (so the limit holds across generations). Idle old ones are not
+ * counted: they are retired at once and exit in a few ms.
  */
-static uint32_t rf_pm_old_busy(rf_pm_t *pm, int pool)
+static uint32_t rf_pm_pool_taken(rf_pm_t *pm, int pool)
 {
-    uint32_t n = 0;
+    uint32_t n = pm->pools[pool].live;
     for (size_t i = 0; i < pm->nxs; i++) {
         const rf_pm_exec_t *x = &pm->xs[i];
         if (!x->old || x->pool != pool)
@@ -598,7 +598,7 @@ static void rf_pm_ctl(rf_pm_t *pm, int thread)
             continue;
         const rf_conf_pool_t *p = &pm->conf->pools[m.pool];
         if (m.type == RF_CTL_SPAWN) {
-            uint32_t live = pm->pools[m.pool].live + rf_pm_old_busy(pm, (int)m.pool);
+            uint32_t live = rf_pm_pool_taken(pm, (int)m.pool);
             uint32_t max = (uint32_t)p->pm_max_children;
             uint32_t grant = live >= max ? 0 : max - live;
             if (grant > m.arg)
@@ -730,7 +730,7 @@ static void rf_pm_respawn_due(rf_pm_t *pm)
             if (pm->conf->process_max > 0 && pm->nxs >= (size_t)pm->conf->process_max)
                 return; /* owed until an executor exits (rf_pm_spawn warned) */
             uint32_t max = (uint32_t)pm->conf->pools[i].pm_max_children;
-            if (pp->live < max && pp->live + rf_pm_old_busy(pm, i) >= max)
+            if (pp->live < max && rf_pm_pool_taken(pm, i) >= max)
                 break; /* owed until an old executor's request ends (a reload) */
             pp->respawn_due--;
             if (pp->live >= max)
@@ -1297,7 +1297,7 @@ static void rf_pm_new_generation(rf_pm_t *pm)
          * a request leave their places to be filled when they end (a static
          * pool's are owed; a dynamic pool asks again for what it needs). */
         const rf_conf_pool_t *p = &conf->pools[i];
-        long n = rf_pm_initial(p), room = p->pm_max_children - (long)rf_pm_old_busy(pm, i);
+        long n = rf_pm_initial(p), room = p->pm_max_children - (long)rf_pm_pool_taken(pm, i);
         long now = n < room ? n : room > 0 ? room : 0;
         for (long k = 0; k < now; k++)
             rf_pm_spawn_own(pm, i, rf_pm_pick_thread(pm, i));
